@@ -1,0 +1,146 @@
+//! The config file model (DESIGN §3), its loader and its validation.
+//!
+//! Loading is validate-then-build: [`load`] parses a file, checks it against
+//! the JSON Schema generated from these types and then semantically, and
+//! yields a [`Config`]; [`crate::Gateway::from_config`] builds adapters from
+//! it. Every error names the field path and, for TOML, the line.
+
+mod default;
+mod error;
+mod load;
+mod path;
+mod semantic;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use default::{DEFAULT_LISTEN, embedded_default};
+pub use error::{ConfigError, ConfigIssue};
+pub use load::{Format, load, load_file, parse_str, schema, schema_json};
+pub use path::FieldPath;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "modelgate configuration")]
+pub struct Config {
+    /// How the HTTP server listens.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Upstream providers and the models each serves.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+    /// Names that route to a `backend/model`; `default` must be present.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to listen on, `host:port`.
+    #[serde(default = "default_listen")]
+    #[schemars(default = "default_listen", example = &"127.0.0.1:8848")]
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_owned()
+}
+
+/// One `[[backends]]` entry: an upstream provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Unique id, used in route names (`id/model`); letters, digits, `_` and
+    /// `-` only, so that `backend/model` and `backend.model` split cleanly.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"), length(min = 1, max = 64))]
+    pub id: String,
+    /// The wire dialect: `openai`, `mock`, or one a plugin provides.
+    #[schemars(length(min = 1))]
+    pub dialect: String,
+    /// Base URL the provider's own SDK uses (OpenAI-compatible servers
+    /// include `/v1`). Not needed by the `mock` dialect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"https://api.openai.com/v1")]
+    pub endpoint: Option<String>,
+    /// Where the upstream credential comes from; `"none"` when omitted.
+    #[serde(default)]
+    pub credential: Credential,
+    /// The models this backend serves.
+    #[schemars(length(min = 1))]
+    pub models: Vec<ModelConfig>,
+}
+
+/// Where a backend's upstream credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Credential {
+    /// `"none"`: send no credential (local servers).
+    Keyword(NoCredential),
+    /// `{ env = "VAR" }`: read from an environment variable at start-up.
+    Env(EnvCredential),
+    /// `{ inline = "..." }`: written in the config file itself.
+    Inline(InlineCredential),
+}
+
+impl Default for Credential {
+    fn default() -> Self {
+        Credential::Keyword(NoCredential::None)
+    }
+}
+
+/// The keyword `"none"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NoCredential {
+    /// No credential at all.
+    None,
+}
+
+/// A credential read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvCredential {
+    /// The variable's name.
+    #[schemars(length(min = 1))]
+    pub env: String,
+}
+
+/// A credential written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineCredential {
+    /// The credential itself.
+    pub inline: String,
+}
+
+/// One model a backend serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients use (after `backend/`); may contain dots and slashes.
+    #[schemars(length(min = 1))]
+    pub id: String,
+    /// The name sent upstream, when it differs from `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+}
+
+impl ModelConfig {
+    /// The model id sent upstream.
+    pub fn upstream_id(&self) -> &str {
+        self.upstream.as_deref().unwrap_or(&self.id)
+    }
+}

@@ -1,0 +1,37 @@
+//! The heart of modelgate: everything that is independent of HTTP servers and
+//! of any one provider's wire format.
+//!
+//! * [`types`]: the canonical request, response and stream events every
+//!   frontend decodes into and every adapter encodes from.
+//! * [`error`]: the one error model ([`GatewayError`]) every layer returns.
+//! * [`adapter`]: the [`ProviderAdapter`] trait an upstream dialect implements.
+//! * [`registry`]: the dialect name → [`AdapterFactory`] map, fed by `inventory`.
+//! * [`config`]: the config file model, its loader and validation.
+//! * [`router`]: DESIGN §4's deterministic name resolution.
+//! * [`gateway`]: the library API that ties them together.
+//!
+//! Architecture invariant: this crate knows nothing of axum, reqwest or any
+//! provider's JSON; it does not start a runtime.
+
+pub mod adapter;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod registry;
+pub mod router;
+pub mod secret;
+pub mod stream;
+pub mod types;
+
+pub use adapter::{
+    ChatStream, PassthroughRequest, PassthroughResponse, ProviderAdapter, UpstreamBody,
+};
+pub use error::{ErrorKind, ErrorOrigin, GatewayError};
+pub use gateway::Gateway;
+pub use registry::{AdapterFactory, BackendContext, Registry};
+pub use router::Route;
+pub use types::*;
+
+/// Re-exported so adapter crates register themselves without naming
+/// `inventory` as a dependency of their own.
+pub use inventory;
