@@ -1,1 +1,7 @@
-fn main(){}
+//! The `modelgate` binary; see `modelgate --help`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    gateway_http::cli::main()
+}

@@ -1,0 +1,148 @@
+//! What pass-through needs from a request body: the model and the stream
+//! flag, and the body with only `model` rewritten.
+//!
+//! The body is scanned once (to validate it and find `model`) and copied at
+//! most once (when the upstream model id differs from the requested name).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use gateway_core::GatewayError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The few fields routing needs, located in the original body.
+#[derive(Debug)]
+pub struct Probe<'a> {
+    /// The requested model name.
+    pub model: Cow<'a, str>,
+    /// Whether the caller asked for a stream.
+    pub stream: bool,
+    /// Whether `stream_options.include_usage` was asked for.
+    pub include_usage: bool,
+    model_span: Range<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawProbe<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// Reads `model` and `stream` from a chat completions body, with OpenAI-style
+/// errors for a body that is not JSON, not an object, or lacks a string model.
+pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
+    let trimmed = body.trim_ascii_start();
+    if trimmed.is_empty() {
+        return Err(GatewayError::invalid_request(
+            "the request body is empty; send a JSON object with 'model' and 'messages'",
+        ));
+    }
+    if trimmed.first() != Some(&b'{') {
+        return Err(GatewayError::invalid_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    let raw: RawProbe<'_> = serde_path_to_error::deserialize(
+        &mut serde_json::Deserializer::from_slice(body),
+    )
+.map_err(crate::body_error)?;
+    let model_raw = raw
+        .model
+        .ok_or_else(|| GatewayError::invalid_param("model", "missing required parameter: 'model'"))?;
+    let model: Cow<'_, str> = serde_json::from_str(model_raw.get()).map_err(|_| {
+        GatewayError::invalid_param(
+            "model",
+            format!("'model' must be a string, got {}", model_raw.get()),
+        )
+    })?;
+    let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    Ok(Probe {
+        model,
+        stream: raw.stream.unwrap_or(false),
+        include_usage: raw
+            .stream_options
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false),
+        model_span: start..start + model_raw.get().len(),
+    })
+}
+
+impl Probe<'_> {
+    /// `body` (the one this probe read) with `model` set to `upstream_model`
+    /// and every other byte unchanged. No copy when the name is unchanged.
+    pub fn rewrite_model(&self, body: &Bytes, upstream_model: &str) -> Bytes {
+        if self.model == upstream_model {
+            return body.clone();
+        }
+        let quoted = serde_json::to_string(upstream_model).unwrap_or_else(|_| "\"\"".to_owned());
+        let mut out = BytesMut::with_capacity(body.len() + quoted.len());
+        out.extend_from_slice(&body[..self.model_span.start]);
+        out.extend_from_slice(quoted.as_bytes());
+        out.extend_from_slice(&body[self.model_span.end..]);
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_only_the_model() {
+        let body = Bytes::from_static(
+            br#"{ "messages": [{"role":"user","content":"hi \"model\""}], "model" : "fast", "x_unknown": {"model": "keep"}, "stream": true }"#,
+        );
+        let probe = probe(&body).expect("valid");
+        assert_eq!(probe.model, "fast");
+        assert!(probe.stream);
+        let rewritten = probe.rewrite_model(&body, "org/model-x.1");
+        assert_eq!(
+            std::str::from_utf8(&rewritten).expect("utf8"),
+            r#"{ "messages": [{"role":"user","content":"hi \"model\""}], "model" : "org/model-x.1", "x_unknown": {"model": "keep"}, "stream": true }"#
+        );
+    }
+
+    #[test]
+    fn unchanged_model_is_not_copied() {
+        let body = Bytes::from_static(br#"{"model":"m"}"#);
+        let probe = probe(&body).expect("valid");
+        let same = probe.rewrite_model(&body, "m");
+        assert_eq!(same.as_ptr(), body.as_ptr());
+    }
+
+    #[test]
+    fn escaped_model_names_decode() {
+        let body = Bytes::from_static(br#"{"model":"a\/b"}"#);
+        assert_eq!(probe(&body).expect("valid").model, "a/b");
+    }
+
+    #[test]
+    fn bad_bodies_get_clear_errors() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"", "the request body is empty; send a JSON object with 'model' and 'messages'"),
+            (b"[1]", "the request body must be a JSON object"),
+            (b"{\"model\": ", "the request body is not valid JSON: EOF while parsing a value at line 1 column 10"),
+            (b"{\"messages\": []}", "missing required parameter: 'model'"),
+            (b"{\"model\": 5}", "'model' must be a string, got 5"),
+            (b"{\"model\": \"m\", \"stream\": \"yes\"}", "'stream': invalid type: string \"yes\", expected a boolean at line 1 column 30"),
+            (b"{\"model\": \"m\",}", "the request body is not valid JSON: trailing comma at line 1 column 15"),
+        ];
+        for (body, expected) in cases {
+            let err = probe(body).expect_err("invalid");
+            assert_eq!(err.status(), 400);
+            assert_eq!(err.message, expected, "{}", String::from_utf8_lossy(body));
+        }
+    }
+}

@@ -1,0 +1,616 @@
+//! Chat completions requests: OpenAI JSON ↔ [`ChatRequest`].
+
+use gateway_core::{
+    ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, ResponseFormat, Role,
+    Tool, ToolCall, ToolChoice,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::DIALECT;
+
+/// A decoded request plus what only the OpenAI encoder needs back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The canonical request.
+    pub request: ChatRequest,
+    /// `stream_options.include_usage`: send a final usage chunk.
+    pub include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    model: String,
+    messages: Vec<Value>,
+    #[serde(default)]
+    tools: Option<Vec<WireTool>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stop: Option<StopField>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<WireStreamOptions>,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StopField {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct WireStreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct WireTool {
+    #[serde(rename = "type")]
+    kind: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+/// Decodes an OpenAI chat completions body into the canonical request.
+/// Errors name the parameter at fault (`messages[1].content`).
+pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
+    let wire: WireRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+.map_err(crate::body_error)?;
+
+    if let Some(n) = wire.n
+        && n != 1
+    {
+        return Err(GatewayError::invalid_param(
+            "n",
+            format!("'n' = {n} is not supported when the request is translated; use n = 1"),
+        ));
+    }
+    if wire.messages.is_empty() {
+        return Err(GatewayError::invalid_param(
+            "messages",
+            "'messages' must contain at least one message",
+        ));
+    }
+    let messages = wire
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(index, message)| decode_message(index, message))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut tools = Vec::new();
+    for (index, tool) in wire.tools.unwrap_or_default().into_iter().enumerate() {
+        if tool.kind != "function" {
+            return Err(GatewayError::invalid_param(
+                format!("tools[{index}].type"),
+                format!("tool type '{}' is not supported; use 'function'", tool.kind),
+            ));
+        }
+        tools.push(Tool {
+            name: tool.function.name,
+            description: tool.function.description,
+            parameters: tool
+                .function
+                .parameters
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            strict: tool.function.strict,
+        });
+    }
+
+    Ok(Decoded {
+        include_usage: wire
+            .stream_options
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false),
+        request: ChatRequest {
+            model: wire.model,
+            messages,
+            tools,
+            tool_choice: wire.tool_choice.map(decode_tool_choice).transpose()?,
+            temperature: wire.temperature,
+            top_p: wire.top_p,
+            max_output_tokens: wire.max_completion_tokens.or(wire.max_tokens),
+            stop: match wire.stop {
+                None => Vec::new(),
+                Some(StopField::One(stop)) => vec![stop],
+                Some(StopField::Many(stops)) => stops,
+            },
+            response_format: wire
+                .response_format
+                .map(decode_response_format)
+                .transpose()?,
+            stream: wire.stream.unwrap_or(false),
+            metadata: wire.metadata,
+            request_id: None,
+            extra: Extra {
+                dialect: Some(DIALECT.to_owned()),
+                fields: wire
+                    .extra
+                    .into_iter()
+                    .filter(|(_, value)| !value.is_null())
+                    .collect(),
+            },
+        },
+    })
+}
+
+fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> {
+    let at = |field: &str| format!("messages[{index}].{field}");
+    let object = value.as_object().ok_or_else(|| {
+        GatewayError::invalid_param(format!("messages[{index}]"), "each message must be an object")
+    })?;
+    let role = object
+        .get("role")
+        .and_then(Value::as_str)
+        .ok_or_else(|| GatewayError::invalid_param(at("role"), format!("'{}' is required and must be a string", at("role"))))?;
+    let name = object.get("name").and_then(Value::as_str).map(str::to_owned);
+    let content = object.get("content").filter(|value| !value.is_null());
+    let mut message = match role {
+        "system" | "developer" => Message {
+            role: Role::System,
+            content: decode_content(&at("content"), content, false)?,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name,
+        },
+        "user" => Message {
+            role: Role::User,
+            content: decode_content(&at("content"), content, true)?,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name,
+        },
+        "assistant" => Message {
+            role: Role::Assistant,
+            content: match content {
+                None => Vec::new(),
+                Some(_) => decode_content(&at("content"), content, false)?,
+            },
+            tool_calls: decode_tool_calls(index, object.get("tool_calls"))?,
+            tool_call_id: None,
+            name,
+        },
+        "tool" => Message {
+            role: Role::Tool,
+            content: decode_content(&at("content"), content, false)?,
+            tool_calls: Vec::new(),
+            tool_call_id: Some(
+                object
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        GatewayError::invalid_param(
+                            at("tool_call_id"),
+                            format!("'{}' is required for tool messages", at("tool_call_id")),
+                        )
+                    })?
+                    .to_owned(),
+            ),
+            name,
+        },
+        "function" => {
+            return Err(GatewayError::invalid_param(
+                at("role"),
+                "the legacy 'function' role is not supported; use 'tool' messages",
+            ));
+        }
+        other => {
+            return Err(GatewayError::invalid_param(
+                at("role"),
+                format!(
+                    "unknown role '{other}'; expected system, developer, user, assistant or tool"
+                ),
+            ));
+        }
+    };
+    if message.role != Role::Assistant && message.content.is_empty() && content.is_none() {
+        return Err(GatewayError::invalid_param(
+            at("content"),
+            format!("'{}' is required for {role} messages", at("content")),
+        ));
+    }
+    message.content.shrink_to_fit();
+    Ok(message)
+}
+
+fn decode_content(
+    param: &str,
+    content: Option<&Value>,
+    images_allowed: bool,
+) -> Result<Vec<ContentPart>, GatewayError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(Value::String(text)) => Ok(vec![ContentPart::Text { text: text.clone() }]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(index, part)| decode_part(&format!("{param}[{index}]"), part, images_allowed))
+            .collect(),
+        Some(_) => Err(GatewayError::invalid_param(
+            param,
+            format!("'{param}' must be a string or an array of content parts"),
+        )),
+    }
+}
+
+fn decode_part(param: &str, part: &Value, images_allowed: bool) -> Result<ContentPart, GatewayError> {
+    let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "text" => part
+            .get("text")
+            .and_then(Value::as_str)
+            .map(|text| ContentPart::Text { text: text.to_owned() })
+            .ok_or_else(|| {
+                GatewayError::invalid_param(format!("{param}.text"), format!("'{param}.text' must be a string"))
+            }),
+        "image_url" if images_allowed => {
+            let url = part
+                .get("image_url")
+                .and_then(|image| image.get("url").or(Some(image)))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    GatewayError::invalid_param(
+                        format!("{param}.image_url.url"),
+                        format!("'{param}.image_url.url' must be a string"),
+                    )
+                })?;
+            Ok(ContentPart::Image { source: image_source(url) })
+        }
+        "" => Err(GatewayError::invalid_param(
+            format!("{param}.type"),
+            format!("'{param}.type' is required"),
+        )),
+        other => Err(GatewayError::invalid_param(
+            format!("{param}.type"),
+            format!("content part type '{other}' is not supported here when translating"),
+        )),
+    }
+}
+
+/// Splits a `data:` URL into media type and base64 data; other URLs stay URLs.
+fn image_source(url: &str) -> ImageSource {
+    if let Some(rest) = url.strip_prefix("data:")
+        && let Some((media_type, data)) = rest.split_once(";base64,")
+    {
+        return ImageSource::Base64 {
+            media_type: media_type.to_owned(),
+            data: data.to_owned(),
+        };
+    }
+    ImageSource::Url { url: url.to_owned() }
+}
+
+fn decode_tool_calls(index: usize, value: Option<&Value>) -> Result<Vec<ToolCall>, GatewayError> {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let param = format!("messages[{index}].tool_calls");
+    let calls = value.as_array().ok_or_else(|| {
+        GatewayError::invalid_param(&param, format!("'{param}' must be an array"))
+    })?;
+    calls
+        .iter()
+        .enumerate()
+        .map(|(position, call)| {
+            let field = |name: &str| {
+                call.pointer(name).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+                    GatewayError::invalid_param(
+                        format!("{param}[{position}]{}", name.replace('/', ".")),
+                        format!("'{param}[{position}]{}' must be a string", name.replace('/', ".")),
+                    )
+                })
+            };
+            Ok(ToolCall {
+                id: field("/id")?,
+                name: field("/function/name")?,
+                arguments: field("/function/arguments")?,
+            })
+        })
+        .collect()
+}
+
+fn decode_tool_choice(value: Value) -> Result<ToolChoice, GatewayError> {
+    match &value {
+        Value::String(choice) => match choice.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(GatewayError::invalid_param(
+                "tool_choice",
+                format!("unknown tool_choice '{other}'; expected auto, none, required or an object"),
+            )),
+        },
+        Value::Object(_) => value
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .map(|name| ToolChoice::Tool { name: name.to_owned() })
+            .ok_or_else(|| {
+                GatewayError::invalid_param(
+                    "tool_choice.function.name",
+                    "'tool_choice.function.name' must be a string",
+                )
+            }),
+        _ => Err(GatewayError::invalid_param(
+            "tool_choice",
+            "'tool_choice' must be a string or an object",
+        )),
+    }
+}
+
+fn decode_response_format(value: Value) -> Result<ResponseFormat, GatewayError> {
+    match value.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(ResponseFormat::Text),
+        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        Some("json_schema") => {
+            let schema = value.get("json_schema");
+            Ok(ResponseFormat::JsonSchema {
+                name: schema
+                    .and_then(|s| s.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("response")
+                    .to_owned(),
+                schema: schema.and_then(|s| s.get("schema")).cloned(),
+                strict: schema.and_then(|s| s.get("strict")).and_then(Value::as_bool),
+            })
+        }
+        _ => Err(GatewayError::invalid_param(
+            "response_format.type",
+            "'response_format.type' must be text, json_object or json_schema",
+        )),
+    }
+}
+
+/// Encodes a canonical request as an OpenAI chat completions body for an
+/// upstream. Streams ask for `stream_options.include_usage` so usage is
+/// always reported. Fields in [`ChatRequest::extra`] are forwarded when
+/// they came from the OpenAI dialect and rejected otherwise.
+pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, GatewayError> {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(request.model));
+    body.insert(
+        "messages".into(),
+        Value::Array(request.messages.iter().map(encode_message).collect()),
+    );
+    if !request.tools.is_empty() {
+        let tools = request
+            .tools
+            .iter()
+            .map(|tool| {
+                let mut function = Map::new();
+                function.insert("name".into(), json!(tool.name));
+                if let Some(description) = &tool.description {
+                    function.insert("description".into(), json!(description));
+                }
+                function.insert("parameters".into(), tool.parameters.clone());
+                if let Some(strict) = tool.strict {
+                    function.insert("strict".into(), json!(strict));
+                }
+                json!({"type": "function", "function": function})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = &request.tool_choice {
+        let encoded = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
+        };
+        body.insert("tool_choice".into(), encoded);
+    }
+    if let Some(temperature) = request.temperature {
+        body.insert("temperature".into(), json!(temperature));
+    }
+    if let Some(top_p) = request.top_p {
+        body.insert("top_p".into(), json!(top_p));
+    }
+    if let Some(max) = request.max_output_tokens {
+        body.insert("max_tokens".into(), json!(max));
+    }
+    if !request.stop.is_empty() {
+        body.insert("stop".into(), json!(request.stop));
+    }
+    if let Some(format) = &request.response_format {
+        let encoded = match format {
+            ResponseFormat::Text => json!({"type": "text"}),
+            ResponseFormat::JsonObject => json!({"type": "json_object"}),
+            ResponseFormat::JsonSchema { name, schema, strict } => {
+                let mut inner = Map::new();
+                inner.insert("name".into(), json!(name));
+                if let Some(schema) = schema {
+                    inner.insert("schema".into(), schema.clone());
+                }
+                if let Some(strict) = strict {
+                    inner.insert("strict".into(), json!(strict));
+                }
+                json!({"type": "json_schema", "json_schema": inner})
+            }
+        };
+        body.insert("response_format".into(), encoded);
+    }
+    if let Some(metadata) = &request.metadata {
+        body.insert("metadata".into(), Value::Object(metadata.clone()));
+    }
+    if request.stream {
+        body.insert("stream".into(), json!(true));
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    if !request.extra.is_empty() {
+        if request.extra.dialect.as_deref() != Some(DIALECT) {
+            let field = request.extra.fields.keys().next().map(String::as_str).unwrap_or("?");
+            return Err(GatewayError::unsupported(field, backend, DIALECT));
+        }
+        for (key, value) in &request.extra.fields {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+fn encode_message(message: &Message) -> Value {
+    let role = match message.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let mut out = Map::new();
+    out.insert("role".into(), json!(role));
+    let has_image = message
+        .content
+        .iter()
+        .any(|part| matches!(part, ContentPart::Image { .. }));
+    let content = if has_image {
+        Value::Array(message.content.iter().map(encode_part).collect())
+    } else if message.content.is_empty() && message.role == Role::Assistant {
+        Value::Null
+    } else {
+        json!(message.joined_text())
+    };
+    out.insert("content".into(), content);
+    if !message.tool_calls.is_empty() {
+        let calls = message
+            .tool_calls
+            .iter()
+            .map(|call| {
+                json!({
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                })
+            })
+            .collect();
+        out.insert("tool_calls".into(), Value::Array(calls));
+    }
+    if let Some(id) = &message.tool_call_id {
+        out.insert("tool_call_id".into(), json!(id));
+    }
+    if let Some(name) = &message.name {
+        out.insert("name".into(), json!(name));
+    }
+    Value::Object(out)
+}
+
+fn encode_part(part: &ContentPart) -> Value {
+    match part {
+        ContentPart::Text { text } => json!({"type": "text", "text": text}),
+        ContentPart::Image { source } => {
+            let url = match source {
+                ImageSource::Url { url } => url.clone(),
+                ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+            };
+            json!({"type": "image_url", "image_url": {"url": url}})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"{
+        "model": "default",
+        "messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}
+            ]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"png\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "a logo"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "lookup", "description": "search", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}],
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        "temperature": 0.2,
+        "max_completion_tokens": 64,
+        "stop": "END",
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "seed": 7,
+        "user": null
+    }"#;
+
+    #[test]
+    fn decodes_every_modelled_field() {
+        let decoded = decode_request(FULL.as_bytes()).expect("valid");
+        assert!(decoded.include_usage);
+        insta::assert_json_snapshot!(decoded.request);
+    }
+
+    #[test]
+    fn encodes_for_upstream() {
+        let mut request = decode_request(FULL.as_bytes()).expect("valid").request;
+        request.model = "gpt-4o-2024-08-06".into();
+        insta::assert_json_snapshot!(encode_request(&request, "up").expect("encodes"));
+    }
+
+    #[test]
+    fn foreign_extras_are_rejected_not_dropped() {
+        let mut request = decode_request(FULL.as_bytes()).expect("valid").request;
+        request.extra.dialect = Some("anthropic".into());
+        request.extra.fields = Map::from_iter([("top_k".to_owned(), json!(5))]);
+        let err = encode_request(&request, "up").expect_err("unsupported");
+        assert_eq!(err.status(), 400);
+        assert_eq!(
+            err.message,
+            "'top_k' is not supported by backend 'up' (dialect openai); remove it or route to a backend that supports it"
+        );
+    }
+
+    #[test]
+    fn bad_requests_name_the_parameter() {
+        let cases = [
+            (r#"{"model":"m"}"#, "messages", "missing required parameter: 'messages'"),
+            (r#"{"model":"m","messages":[]}"#, "messages", "'messages' must contain at least one message"),
+            (r#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role", "'messages[0].role' is required and must be a string"),
+            (r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#, "messages[0].role", "unknown role 'robot'; expected system, developer, user, assistant or tool"),
+            (r#"{"model":"m","messages":[{"role":"user","content":5}]}"#, "messages[0].content", "'messages[0].content' must be a string or an array of content parts"),
+            (r#"{"model":"m","messages":[{"role":"user"}]}"#, "messages[0].content", "'messages[0].content' is required for user messages"),
+            (r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id", "'messages[0].tool_call_id' is required for tool messages"),
+            (r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#, "messages[0].content[0].type", "content part type 'input_audio' is not supported here when translating"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, "temperature", "'temperature': invalid type: string \"hot\", expected f64 at line 1 column 75"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#, "n", "'n' = 2 is not supported when the request is translated; use n = 1"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"maybe"}"#, "tool_choice", "unknown tool_choice 'maybe'; expected auto, none, required or an object"),
+        ];
+        for (body, param, message) in cases {
+            let err = decode_request(body.as_bytes()).expect_err(body);
+            assert_eq!(err.status(), 400, "{body}");
+            assert_eq!(err.param.as_deref(), Some(param), "{body}");
+            assert_eq!(err.message, message, "{body}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Non-streamed chat completions: OpenAI JSON ↔ [`ChatResponse`].
+
+use gateway_core::{ChatResponse, FinishReason, GatewayError, ToolCall, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// OpenAI's `usage` object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireUsage {
+    /// Prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Their sum.
+    #[serde(default)]
+    pub total_tokens: u64,
+    /// Cached prompt tokens and friends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// Breakdown of prompt tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Tokens served from the provider's prompt cache.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+impl From<&WireUsage> for Usage {
+    fn from(usage: &WireUsage) -> Self {
+        Usage {
+            input: usage.prompt_tokens,
+            output: usage.completion_tokens,
+            cached: usage
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|details| details.cached_tokens),
+        }
+    }
+}
+
+impl From<&Usage> for WireUsage {
+    fn from(usage: &Usage) -> Self {
+        WireUsage {
+            prompt_tokens: usage.input,
+            completion_tokens: usage.output,
+            total_tokens: usage.input + usage.output,
+            prompt_tokens_details: usage.cached.map(|cached| PromptTokensDetails {
+                cached_tokens: Some(cached),
+            }),
+        }
+    }
+}
+
+/// OpenAI's `finish_reason` for a canonical reason.
+pub fn finish_reason_name(reason: &FinishReason) -> &str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::Other(other) => other,
+    }
+}
+
+/// The canonical reason for OpenAI's `finish_reason`.
+pub fn parse_finish_reason(reason: &str) -> FinishReason {
+    match reason {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    message: WireMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: String,
+    function: WireFunctionCall,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+/// Decodes an upstream's chat completion body.
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
+    let wire: WireResponse = serde_json::from_slice(body).map_err(|err| {
+        GatewayError::upstream(format!("the upstream's answer is not a chat completion: {err}"))
+    })?;
+    let choice = wire
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| GatewayError::upstream("the upstream's answer has no choices"))?;
+    let tool_calls: Vec<ToolCall> = choice
+        .message
+        .tool_calls
+        .into_iter()
+        .map(|call| ToolCall {
+            id: call.id,
+            name: call.function.name,
+            arguments: call.function.arguments,
+        })
+        .collect();
+    let finish_reason = match choice.finish_reason.as_deref() {
+        Some(reason) => parse_finish_reason(reason),
+        None if !tool_calls.is_empty() => FinishReason::ToolCalls,
+        None => FinishReason::Stop,
+    };
+    Ok(ChatResponse {
+        id: wire.id,
+        model: wire.model,
+        text: choice
+            .message
+            .content
+            .or(choice.message.refusal)
+            .unwrap_or_default(),
+        tool_calls,
+        finish_reason,
+        usage: wire.usage.as_ref().map(Usage::from),
+    })
+}
+
+/// Encodes a canonical response as an OpenAI chat completion.
+pub fn encode_response(response: &ChatResponse, created: u64) -> Value {
+    let mut message = json!({
+        "role": "assistant",
+        "content": if response.text.is_empty() && !response.tool_calls.is_empty() {
+            Value::Null
+        } else {
+            json!(response.text)
+        },
+        "refusal": null,
+    });
+    if !response.tool_calls.is_empty() {
+        message["tool_calls"] = response
+            .tool_calls
+            .iter()
+            .map(|call| {
+                json!({
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                })
+            })
+            .collect();
+    }
+    let mut body = json!({
+        "id": completion_id(&response.id),
+        "object": "chat.completion",
+        "created": created,
+        "model": response.model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason_name(&response.finish_reason),
+        }],
+    });
+    if let Some(usage) = &response.usage {
+        body["usage"] = json!(WireUsage::from(usage));
+    }
+    body
+}
+
+/// OpenAI-style completion id for a gateway id: kept when it already looks
+/// like one.
+pub fn completion_id(id: &str) -> String {
+    if id.starts_with("chatcmpl-") {
+        id.to_owned()
+    } else {
+        format!("chatcmpl-{id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_tool_calls_and_usage() {
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o",
+            "choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[
+              {"id":"call_a","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}},
+              {"id":"call_b","type":"function","function":{"name":"g","arguments":"{}"}}]},
+              "finish_reason":"tool_calls"}],
+            "usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18,"prompt_tokens_details":{"cached_tokens":3}}}"#;
+        let response = decode_response(body).expect("valid");
+        insta::assert_json_snapshot!(response);
+    }
+
+    #[test]
+    fn broken_upstream_bodies_are_upstream_errors() {
+        for body in [&b"not json"[..], br#"{"choices":[]}"#] {
+            let err = decode_response(body).expect_err("broken");
+            assert_eq!(err.status(), 502);
+        }
+    }
+
+    #[test]
+    fn encodes_like_openai() {
+        let response = ChatResponse {
+            id: "req1".into(),
+            model: "echo".into(),
+            text: String::new(),
+            tool_calls: vec![ToolCall { id: "call_0".into(), name: "f".into(), arguments: "{}".into() }],
+            finish_reason: FinishReason::ToolCalls,
+            usage: Some(Usage { input: 3, output: 2, cached: None }),
+        };
+        insta::assert_json_snapshot!(encode_response(&response, 1700000000));
+    }
+}

@@ -1,0 +1,44 @@
+//! The axum application: every route of DESIGN §5 that exists so far, served
+//! at the root and under `/api/{project}/`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use gateway_core::Gateway;
+
+use crate::frontend::{common, openai};
+use crate::request_id;
+
+/// The largest request body accepted, in bytes (images travel inline).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The gateway the handlers call.
+    pub gateway: Arc<Gateway>,
+}
+
+/// The routes of one API root; mounted at `/` and at `/api/{project}`.
+fn api() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/providers", get(common::providers))
+        .route("/health", get(common::health))
+}
+
+/// The whole application for `gateway`.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let state = AppState { gateway };
+    Router::new()
+        .merge(api())
+        .nest("/api/{project}", api())
+        .fallback(common::not_found)
+        .method_not_allowed_fallback(common::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}

@@ -1,0 +1,240 @@
+//! The command line (DESIGN §6): `serve` (default), `validate`, `schema`,
+//! `routes`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use gateway_core::config::{self, Config, ConfigError};
+use gateway_core::gateway::MissingCredential;
+use gateway_core::router::RouteRule;
+use gateway_core::{Gateway, Registry};
+
+/// modelgate: one OpenAI/Anthropic/GenAI-compatible entry point in front of
+/// many model providers.
+#[derive(Debug, Parser)]
+#[command(name = "modelgate", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (.toml, .json, .yaml). Without it: $MODELGATE_CONFIG,
+    /// then ./modelgate.toml, then the embedded default.
+    #[arg(long, short, global = true, env = "MODELGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on (overrides `server.listen`), when serving.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve {
+        /// Address to listen on (overrides `server.listen`).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a config file: exit 0, or 1 with errors that name each field.
+    Validate,
+    /// Print the config file's JSON Schema.
+    Schema,
+    /// List every resolvable model name and where it routes.
+    Routes,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let registry = Registry::builtin();
+    let result = match cli.command {
+        None => serve(&cli.config, cli.listen, &registry),
+        Some(Command::Serve { listen }) => serve(&cli.config, listen.or(cli.listen), &registry),
+        Some(Command::Validate) => validate(&cli.config, &registry),
+        Some(Command::Schema) => {
+            print!("{}", config::schema_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Routes) => routes(&cli.config, &registry),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MODELGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads the config by DESIGN §3's lookup order. `--config` and
+/// `$MODELGATE_CONFIG` both arrive through `explicit` (clap reads the
+/// variable).
+fn load(explicit: &Option<PathBuf>, registry: &Registry) -> Result<(Config, String), ConfigError> {
+    config::load(explicit.as_deref(), None, || {
+        config::embedded_default(
+            |var| std::env::var_os(var).is_some_and(|value| !value.is_empty()),
+            |dialect| registry.get(dialect).is_some(),
+        )
+    })
+}
+
+fn build(
+    config: &Config,
+    source: &str,
+    registry: &Registry,
+    missing: MissingCredential,
+) -> Result<(Gateway, Vec<config::ConfigIssue>), ConfigError> {
+    let env = |name: &str| std::env::var(name).ok();
+    Gateway::build(config, registry, &env, missing, source)
+}
+
+fn serve(
+    explicit: &Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    registry: &Registry,
+) -> anyhow::Result<ExitCode> {
+    let (config, source) = match load(explicit, registry) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let gateway = match build(&config, &source, registry, MissingCredential::Fail) {
+        Ok((gateway, _)) => gateway,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let listen = match listen {
+        Some(listen) => listen,
+        None => config.server.listen.parse()?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::serve(
+        Arc::new(gateway),
+        crate::ServeOptions {
+            listen,
+            config_source: source,
+        },
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(explicit: &Option<PathBuf>, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let (config, source) = match load(explicit, registry) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match build(&config, &source, registry, MissingCredential::Warn) {
+        Ok((gateway, warnings)) => {
+            for warning in warnings {
+                eprintln!("warning: {source}: {}: {}", warning.path, warning.message);
+            }
+            println!(
+                "{source} is valid: {} backend(s), {} route name(s)",
+                gateway.providers().len(),
+                gateway.router().names().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn routes(explicit: &Option<PathBuf>, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let (config, source) = match load(explicit, registry) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let gateway = match build(&config, &source, registry, MissingCredential::Warn) {
+        Ok((gateway, _)) => gateway,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    print!("{}", routes_table(&gateway));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every resolvable name with its target: aliases, `backend/model`, then
+/// bare model ids (ambiguous ones marked). `backend.model` works wherever
+/// `backend/model` does and is not listed twice.
+pub fn routes_table(gateway: &Gateway) -> String {
+    let mut rows: Vec<[String; 4]> = vec![[
+        "NAME".into(),
+        "TARGET".into(),
+        "UPSTREAM MODEL".into(),
+        "RULE".into(),
+    ]];
+    let mut names = gateway.router().names();
+    for provider in gateway.providers() {
+        for model in &provider.models {
+            if !names.contains(&model.id) {
+                names.push(model.id.clone());
+            }
+        }
+    }
+    for name in names {
+        let row = match gateway.resolve(&name) {
+            Ok(route) => [
+                name,
+                route.qualified_name(),
+                route.upstream_model.to_string(),
+                match route.rule {
+                    RouteRule::Alias => "alias",
+                    RouteRule::BackendSlashModel => "backend/model",
+                    RouteRule::BackendDotModel => "backend.model",
+                    RouteRule::BareModel => "model id",
+                }
+                .into(),
+            ],
+            Err(_) => [name, "(ambiguous: use backend/model)".into(), "-".into(), "-".into()],
+        };
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

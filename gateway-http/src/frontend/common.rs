@@ -1,0 +1,42 @@
+//! Routes that belong to no dialect: health, providers, unknown paths.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, Uri};
+use axum::response::Response;
+use gateway_core::{ErrorKind, GatewayError};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::frontend::openai;
+
+/// `GET /health`: the process is up and serving.
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /v1/providers`: backends, dialects, models and health; no secrets.
+pub(crate) async fn providers(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": state.gateway.providers(),
+    }))
+}
+
+/// Any path no route matches.
+pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
+    openai::error_response(&GatewayError::not_found(format!(
+        "no route for {method} {}; see the README for the HTTP surface",
+        uri.path()
+    )))
+}
+
+/// A known path with the wrong method.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let mut err = GatewayError::new(
+        ErrorKind::InvalidRequest,
+        format!("{method} is not allowed on {}", uri.path()),
+    );
+    err.status_override = Some(405);
+    openai::error_response(&err)
+}

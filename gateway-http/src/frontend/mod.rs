@@ -1,0 +1,7 @@
+//! Frontends: one module per client dialect, plus routes shared by all.
+//!
+//! Each dialect owns its error rendering, so every SDK sees errors in the
+//! shape it parses.
+
+pub(crate) mod common;
+pub(crate) mod openai;

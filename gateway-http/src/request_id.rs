@@ -1,0 +1,54 @@
+//! Gives every request an id, echoed in `x-request-id` on every response.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The header carrying the id both ways.
+pub(crate) const HEADER: &str = "x-request-id";
+
+/// The id of the request being served; handlers read it from extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub(crate) String);
+
+/// A caller-supplied id is kept when it is short and plain (so logs and
+/// upstream correlation line up); anything else is replaced by a new one.
+fn acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Middleware: assigns the id and stamps it on the response.
+pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| acceptable(id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let header = HeaderValue::from_str(&id).ok();
+    request.extensions_mut().insert(RequestId(id));
+    let mut response = next.run(request).await;
+    if let Some(header) = header {
+        response.headers_mut().insert(HEADER, header);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    #[test]
+    fn only_plain_ids_are_kept() {
+        assert!(acceptable("req-123_abc.def:1"));
+        assert!(!acceptable(""));
+        assert!(!acceptable("has space"));
+        assert!(!acceptable(&"x".repeat(129)));
+        assert!(!acceptable("new\nline"));
+    }
+}
