@@ -86,6 +86,9 @@ impl Router {
             }
             let mut models = Vec::new();
             for model in &backend.models {
+                if models.iter().any(|(id, _): &(Arc<str>, Arc<str>)| **id == *model.id) {
+                    continue;
+                }
                 let model_id: Arc<str> = Arc::from(model.id.as_str());
                 models.push((model_id.clone(), Arc::from(model.upstream_id())));
                 let servers = bare.entry(model_id).or_default();
@@ -173,13 +176,14 @@ impl Router {
                     return Err(GatewayError::invalid_param(
                         "model",
                         format!(
-                            "model '{name}' is ambiguous: backends {} all serve it; \
+                            "model '{name}' is ambiguous: backends {} {} serve it; \
                              ask for {} instead",
                             several
                                 .iter()
                                 .map(|b| format!("'{b}'"))
                                 .collect::<Vec<_>>()
                                 .join(" and "),
+                            if several.len() == 2 { "both" } else { "all" },
                             choices.join(" or "),
                         ),
                     ));
@@ -335,7 +339,7 @@ mod tests {
     fn ambiguous_bare_id_names_both_backends() {
         let err = router().resolve("gpt-4o-mini").expect_err("ambiguous");
         assert_eq!(err.status(), 400);
-        insta::assert_snapshot!(err.message, @"model 'gpt-4o-mini' is ambiguous: backends 'openai' and 'vllm' all serve it; ask for 'openai/gpt-4o-mini' or 'vllm/gpt-4o-mini' instead");
+        insta::assert_snapshot!(err.message, @"model 'gpt-4o-mini' is ambiguous: backends 'openai' and 'vllm' both serve it; ask for 'openai/gpt-4o-mini' or 'vllm/gpt-4o-mini' instead");
     }
 
     #[test]

@@ -53,17 +53,19 @@ impl FieldPath {
         Self(segments)
     }
 
-    /// The 1-based line of this path's value in `toml_text`, when the text is
-    /// TOML and the path exists in it.
+    /// The 1-based line of this path's value in `toml_text` (or of its
+    /// nearest existing ancestor), when the text is TOML.
     pub fn line_in_toml(&self, toml_text: &str) -> Option<usize> {
         let document = toml_text.parse::<toml_edit::Document<String>>().ok()?;
         let mut span = None;
         let mut item = document.as_item();
         for segment in &self.0 {
-            let next = match segment {
-                Segment::Key(key) => item.get(key.as_str())?,
-                Segment::Index(index) => item.get(*index)?,
+            // A missing step (a required field) points at its parent.
+            let found = match segment {
+                Segment::Key(key) => item.get(key.as_str()),
+                Segment::Index(index) => item.get(*index),
             };
+            let Some(next) = found else { break };
             span = next.span().or(span);
             // Tables of arrays carry spans on the table, not on the item.
             if let (None, Some(table)) = (next.span(), next.as_table()) {
@@ -129,5 +131,7 @@ mod tests {
         let second = FieldPath::from_json_pointer("/backends/1");
         assert_eq!(second.line_in_toml(text), Some(7));
         assert_eq!(FieldPath::from_json_pointer("/nope").line_in_toml(text), None);
+        let missing = FieldPath::from_json_pointer("/backends/1/models/1/name");
+        assert_eq!(missing.line_in_toml(text), Some(11));
     }
 }

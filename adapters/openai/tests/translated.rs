@@ -1,0 +1,232 @@
+//! The OpenAI adapter on the translated path (canonical request in,
+//! canonical events out), through the library API against a loopback
+//! OpenAI-compatible upstream.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use gateway_core::config::{Format, parse_str};
+use gateway_core::gateway::MissingCredential;
+use gateway_core::{
+    ChatEvent, ChatRequest, FinishReason, Gateway, GatewayError, Message, Registry, Role, Tool,
+    ToolChoice, Usage,
+};
+use mock_upstream::MockUpstream;
+use serde_json::json;
+
+async fn setup() -> (MockUpstream, Gateway) {
+    // Naming the crate keeps its inventory registration linked in.
+    assert_eq!(adapter_openai::DIALECT, "openai");
+    let upstream = MockUpstream::start().await.expect("mock upstream");
+    let text = format!(
+        r#"
+        [[backends]]
+        id = "up"
+        dialect = "openai"
+        endpoint = "{}/v1/"
+        credential = {{ env = "TEST_UPSTREAM_KEY" }}
+        models = [{{ id = "m", upstream = "gpt-test" }}, {{ id = "parallel" }}, {{ id = "endless" }},
+                  {{ id = "midstream-error" }}, {{ id = "truncated" }}, {{ id = "bad-json" }},
+                  {{ id = "error-400" }}, {{ id = "error-401" }}, {{ id = "error-429" }}, {{ id = "error-500" }}]
+
+        [[backends]]
+        id = "dead"
+        dialect = "openai"
+        endpoint = "http://127.0.0.1:9/v1"
+        models = [{{ id = "gone" }}]
+
+        [aliases]
+        default = "up/m"
+        "#,
+        upstream.base_url()
+    );
+    let config = parse_str(&text, Format::Toml, "test").expect("valid config");
+    let env = |name: &str| (name == "TEST_UPSTREAM_KEY").then(|| "sk-test".to_owned());
+    let (gateway, warnings) = Gateway::build(&config, &Registry::builtin(), &env, MissingCredential::Fail, "test")
+        .expect("gateway builds");
+    assert!(warnings.is_empty());
+    (upstream, gateway)
+}
+
+fn request(model: &str, text: &str) -> ChatRequest {
+    ChatRequest {
+        model: model.into(),
+        messages: vec![Message::text(Role::System, "be brief"), Message::text(Role::User, text)],
+        ..ChatRequest::default()
+    }
+}
+
+fn tool(name: &str) -> Tool {
+    Tool { name: name.into(), description: None, parameters: json!({"type": "object"}), strict: None }
+}
+
+async fn events(gateway: &Gateway, req: ChatRequest) -> Vec<Result<ChatEvent, GatewayError>> {
+    gateway.chat_stream(req).await.expect("stream starts").collect().await
+}
+
+#[tokio::test]
+async fn text_answer_and_upstream_request() {
+    let (upstream, gateway) = setup().await;
+    let response = gateway.chat_once(request("default", "hi there")).await.expect("answer");
+    assert_eq!(response.text, "echo: hi there");
+    assert_eq!(response.finish_reason, FinishReason::Stop);
+    assert_eq!(response.usage, Some(Usage { input: 4, output: 3, cached: None }));
+    let sent = &upstream.state().requests()[0];
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(sent.headers["authorization"], "Bearer sk-test");
+    assert_eq!(
+        sent.body,
+        json!({"model": "gpt-test", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]})
+    );
+}
+
+#[tokio::test]
+async fn stream_asks_for_usage_and_ends_with_finished() {
+    let (upstream, gateway) = setup().await;
+    let events: Vec<ChatEvent> = events(&gateway, request("up/m", "a b"))
+        .await
+        .into_iter()
+        .map(|event| event.expect("event"))
+        .collect();
+    assert!(matches!(&events[0], ChatEvent::Started { backend, model, .. } if backend == "up" && model == "gpt-test"));
+    let text: String = events.iter().filter_map(|e| match e { ChatEvent::TextDelta { text } => Some(text.as_str()), _ => None }).collect();
+    assert_eq!(text, "echo: a b");
+    assert_eq!(events[events.len() - 2], ChatEvent::Usage(Usage { input: 4, output: 3, cached: None }));
+    assert_eq!(events[events.len() - 1], ChatEvent::Finished { reason: FinishReason::Stop });
+    let sent = &upstream.state().requests()[0];
+    assert_eq!(sent.body["stream"], true);
+    assert_eq!(sent.body["stream_options"], json!({"include_usage": true}));
+}
+
+#[tokio::test]
+async fn tool_calls_once_and_streamed_keep_order() {
+    let (upstream, gateway) = setup().await;
+    let mut req = request("up/parallel", "weather");
+    req.tools = vec![tool("first"), tool("second")];
+    req.tool_choice = Some(ToolChoice::Auto);
+    let once = gateway.chat_once(req.clone()).await.expect("answer");
+    let streamed = Gateway::collect(gateway.chat_stream(req).await.expect("stream")).await.expect("collected");
+    for response in [&once, &streamed] {
+        assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+        let names: Vec<&str> = response.tool_calls.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["first", "second"]);
+        assert_eq!(response.tool_calls[1].arguments, r#"{"input":"weather","n":1}"#);
+        assert_eq!(response.tool_calls[0].id, "call_mock_0");
+    }
+    let sent = &upstream.state().requests()[0];
+    assert_eq!(sent.body["tools"][0], json!({"type": "function", "function": {"name": "first", "parameters": {"type": "object"}}}));
+    assert_eq!(sent.body["tool_choice"], "auto");
+}
+
+#[tokio::test]
+async fn tool_results_round_trip() {
+    let (_upstream, gateway) = setup().await;
+    let mut req = request("up/m", "weather");
+    req.tools = vec![tool("first")];
+    let call = gateway.chat_once(req.clone()).await.expect("answer").tool_calls;
+    let mut assistant = Message::text(Role::Assistant, "");
+    assistant.content.clear();
+    assistant.tool_calls = call.clone();
+    let mut result = Message::text(Role::Tool, "sunny");
+    result.tool_call_id = Some(call[0].id.clone());
+    req.messages.extend([assistant, result]);
+    let answer = gateway.chat_once(req).await.expect("answer");
+    assert_eq!(answer.text, "tool result was: sunny");
+}
+
+#[tokio::test]
+async fn upstream_statuses_map_per_design() {
+    let (_upstream, gateway) = setup().await;
+    for (model, status, retryable) in [("up/error-400", 400, false), ("up/error-401", 502, false), ("up/error-429", 429, true), ("up/error-500", 502, true)] {
+        for stream in [false, true] {
+            let err = if stream {
+                gateway.chat_stream(request(model, "x")).await.err()
+            } else {
+                gateway.chat_once(request(model, "x")).await.err()
+            }
+            .expect("an error before any output");
+            assert_eq!((err.status(), err.retryable), (status, retryable), "{model} stream={stream}");
+            assert_eq!(err.backend.as_deref(), Some("up"));
+            assert!(err.message.contains("mock upstream failure"), "{}", err.message);
+        }
+    }
+}
+
+#[tokio::test]
+async fn broken_upstreams_are_502s() {
+    let (_upstream, gateway) = setup().await;
+    let err = gateway.chat_once(request("up/bad-json", "x")).await.expect_err("bad json");
+    assert_eq!(err.status(), 502);
+    assert!(err.message.starts_with("the upstream's answer is not a chat completion"), "{}", err.message);
+    let err = gateway.chat_once(request("dead/gone", "x")).await.expect_err("refused");
+    assert_eq!((err.status(), err.retryable), (502, true));
+}
+
+#[tokio::test]
+async fn mid_stream_failures_end_the_stream_with_one_error() {
+    let (_upstream, gateway) = setup().await;
+    for (model, message) in [
+        ("up/midstream-error", "the upstream failed mid-stream: mock upstream broke mid-stream"),
+        ("up/truncated", "the upstream closed the stream before the answer was complete"),
+    ] {
+        let events = events(&gateway, request(model, "a b c")).await;
+        let (last, before) = events.split_last().expect("events");
+        assert_eq!(last.as_ref().err().map(|e| e.message.as_str()), Some(message), "{model}");
+        assert!(before.iter().all(Result::is_ok), "{model}: one error, at the end");
+        assert!(before.iter().any(|e| matches!(e, Ok(ChatEvent::TextDelta { .. }))), "{model}: text came first");
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_stream_cancels_the_upstream_call() {
+    let (upstream, gateway) = setup().await;
+    let mut stream = gateway.chat_stream(request("up/endless", "x")).await.expect("stream");
+    assert!(matches!(stream.next().await, Some(Ok(ChatEvent::Started { .. }))));
+    assert!(matches!(stream.next().await, Some(Ok(ChatEvent::TextDelta { .. }))));
+    drop(stream);
+    tokio::time::timeout(Duration::from_secs(10), upstream.state().wait_for_disconnects(1))
+        .await
+        .expect("upstream saw the disconnect");
+}
+
+#[test]
+fn missing_env_credential_fails_at_build_or_warns_for_validate() {
+    let config = parse_str(
+        r#"
+        [[backends]]
+        id = "up"
+        dialect = "openai"
+        endpoint = "http://127.0.0.1:9/v1"
+        credential = { env = "MODELGATE_TEST_UNSET_VAR" }
+        models = [{ id = "m" }]
+        [aliases]
+        default = "up/m"
+        "#,
+        Format::Toml,
+        "test.toml",
+    )
+    .expect("valid");
+    let env = |_: &str| None;
+    let err = Gateway::build(&config, &Registry::builtin(), &env, MissingCredential::Fail, "test.toml")
+        .err()
+        .expect("fails");
+    assert_eq!(
+        err.to_string(),
+        "test.toml has 1 error:\n  test.toml: backends[0].credential.env: environment variable MODELGATE_TEST_UNSET_VAR is not set (backend 'up' reads its credential from it)"
+    );
+    let (_, warnings) = Gateway::build(&config, &Registry::builtin(), &env, MissingCredential::Warn, "test.toml")
+        .expect("builds with a warning");
+    assert_eq!(warnings.len(), 1);
+}
+
+#[test]
+fn missing_endpoint_is_a_build_error_naming_the_field() {
+    let config = parse_str(
+        "[[backends]]\nid = \"up\"\ndialect = \"openai\"\nmodels = [{ id = \"m\" }]\n[aliases]\ndefault = \"up/m\"\n",
+        Format::Toml,
+        "t",
+    )
+    .expect("valid");
+    let err = Gateway::build(&config, &Registry::builtin(), &|_| None, MissingCredential::Fail, "t").err().expect("fails");
+    assert_eq!(err.issues[0].path.to_string(), "backends[0].endpoint");
+}

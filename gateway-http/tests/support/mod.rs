@@ -1,0 +1,178 @@
+//! Shared test harness: runs the real `modelgate` binary against a
+//! loopback mock upstream.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mock_upstream::MockUpstream;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The inline upstream credential the test config uses; it must never be
+/// echoed to clients.
+pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-123";
+
+/// A config with a mock backend, an OpenAI-compatible backend on the mock
+/// upstream (`up`), a second one serving an overlapping id (`twin`) and a
+/// backend on a closed port (`dead`).
+pub fn config_for(upstream: &str, dead_port: u16) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[backends]]
+id = "mock"
+dialect = "mock"
+models = [{{ id = "echo" }}]
+
+[[backends]]
+id = "up"
+dialect = "openai"
+endpoint = "{upstream}/v1"
+credential = {{ inline = "{UPSTREAM_SECRET}" }}
+models = [
+  {{ id = "gpt-test", upstream = "gpt-test-upstream" }},
+  {{ id = "gpt-3.5-turbo" }},
+  {{ id = "shared" }},
+  {{ id = "parallel" }},
+  {{ id = "endless" }},
+  {{ id = "midstream-error" }},
+  {{ id = "truncated" }},
+  {{ id = "bad-json" }},
+  {{ id = "error-400" }},
+  {{ id = "error-401" }},
+  {{ id = "error-429" }},
+  {{ id = "error-500" }},
+  {{ id = "error-503" }},
+]
+
+[[backends]]
+id = "twin"
+dialect = "openai"
+endpoint = "{upstream}/v1"
+models = [{{ id = "shared" }}]
+
+[[backends]]
+id = "dead"
+dialect = "openai"
+endpoint = "http://127.0.0.1:{dead_port}/v1"
+models = [{{ id = "gone" }}]
+
+[aliases]
+default = "mock/echo"
+fast = "up/gpt-test"
+"#
+    )
+}
+
+/// A port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+/// A running `modelgate` process; killed when dropped.
+pub struct Modelgate {
+    pub child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Modelgate {
+    /// Starts the binary with `config` written to a temp file and waits for
+    /// its "listening on" line (bounded, no sleeping).
+    pub async fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path: PathBuf = dir.path().join("modelgate.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+            .arg("--config")
+            .arg(&path)
+            .env_remove("MODELGATE_CONFIG")
+            .env("MODELGATE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn modelgate");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(addr) = line.strip_prefix("modelgate listening on ") {
+                    return addr.to_owned();
+                }
+            }
+            panic!("modelgate exited before listening");
+        })
+        .await
+        .expect("modelgate did not start within 30 s");
+        Self {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// A mock upstream and a gateway in front of it.
+pub struct Stack {
+    pub upstream: MockUpstream,
+    pub gateway: Modelgate,
+    pub client: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let upstream = MockUpstream::start().await.expect("mock upstream");
+        let gateway = Modelgate::start(&config_for(&upstream.base_url(), closed_port())).await;
+        Self {
+            upstream,
+            gateway,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs a raw body to a gateway path with a fixed request id.
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.gateway.url(path))
+            .header("authorization", "Bearer client-token-xyz")
+            .header("x-request-id", "test-req-1")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/chat/completions", body.to_string()).await
+    }
+}
+
+/// Replaces the volatile `created` timestamps in SSE or JSON text so
+/// snapshots are stable.
+pub fn stable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\"created\":") {
+        let (head, tail) = rest.split_at(at + "\"created\":".len());
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        out.push('0');
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
