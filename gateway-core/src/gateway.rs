@@ -124,7 +124,9 @@ impl Gateway {
             };
             let (credential, credential_label) = match &backend.credential {
                 Credential::Keyword(_) => (None, "none".to_owned()),
-                Credential::Inline(inline) => (Some(Secret::new(&inline.inline)), "inline".to_owned()),
+                Credential::Inline(inline) => {
+                    (Some(Secret::new(&inline.inline)), "inline".to_owned())
+                }
                 Credential::Env(var) => {
                     let label = format!("env:{}", var.env);
                     match env(&var.env) {

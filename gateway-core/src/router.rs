@@ -86,7 +86,10 @@ impl Router {
             }
             let mut models = Vec::new();
             for model in &backend.models {
-                if models.iter().any(|(id, _): &(Arc<str>, Arc<str>)| **id == *model.id) {
+                if models
+                    .iter()
+                    .any(|(id, _): &(Arc<str>, Arc<str>)| **id == *model.id)
+                {
                     continue;
                 }
                 let model_id: Arc<str> = Arc::from(model.id.as_str());
@@ -225,7 +228,11 @@ impl Router {
         })
     }
 
-    fn missing_model_note(&self, (backend, models): (&Arc<str>, &BackendModels), model: &str) -> String {
+    fn missing_model_note(
+        &self,
+        (backend, models): (&Arc<str>, &BackendModels),
+        model: &str,
+    ) -> String {
         let served: Vec<&str> = models.models.iter().map(|(id, _)| &**id).collect();
         format!(
             "backend '{backend}' has no model '{model}' (it serves: {})",
@@ -240,14 +247,22 @@ impl Router {
             .names()
             .into_iter()
             .filter_map(|candidate| {
-                let last = candidate.rsplit('/').next().unwrap_or(&candidate).to_lowercase();
+                let last = candidate
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&candidate)
+                    .to_lowercase();
                 let score = strsim::jaro_winkler(&lowered, &candidate.to_lowercase())
                     .max(strsim::jaro_winkler(&lowered, &last));
                 (score >= 0.8).then_some((score, candidate))
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        scored.into_iter().take(3).map(|(_, name)| format!("'{name}'")).collect()
+        scored
+            .into_iter()
+            .take(3)
+            .map(|(_, name)| format!("'{name}'"))
+            .collect()
     }
 
     /// Every name that resolves: aliases first (sorted), then each
@@ -261,7 +276,12 @@ impl Router {
             .collect();
         for backend in &self.backend_order {
             if let Some(models) = self.backends.get(backend) {
-                names.extend(models.models.iter().map(|(id, _)| format!("{backend}/{id}")));
+                names.extend(
+                    models
+                        .models
+                        .iter()
+                        .map(|(id, _)| format!("{backend}/{id}")),
+                );
             }
         }
         names
@@ -312,26 +332,71 @@ mod tests {
     }
 
     fn target(route: &Route) -> (String, String, RouteRule) {
-        (route.qualified_name(), route.upstream_model.to_string(), route.rule)
+        (
+            route.qualified_name(),
+            route.upstream_model.to_string(),
+            route.rule,
+        )
     }
 
     #[test]
     fn each_rule_resolves() {
         let router = router();
         let cases = [
-            ("default", "openai/gpt-4o-mini", "gpt-4o-mini", RouteRule::Alias),
-            ("smart", "openai/gpt-4o", "gpt-4o-2024-08-06", RouteRule::Alias),
+            (
+                "default",
+                "openai/gpt-4o-mini",
+                "gpt-4o-mini",
+                RouteRule::Alias,
+            ),
+            (
+                "smart",
+                "openai/gpt-4o",
+                "gpt-4o-2024-08-06",
+                RouteRule::Alias,
+            ),
             ("local", "vllm/qwen", "org/qwen-x", RouteRule::Alias),
-            ("openai/gpt-4o", "openai/gpt-4o", "gpt-4o-2024-08-06", RouteRule::BackendSlashModel),
-            ("vllm/meta-llama/Llama-3.1-8B", "vllm/meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B", RouteRule::BackendSlashModel),
-            ("openai.gpt-3.5-turbo", "openai/gpt-3.5-turbo", "gpt-3.5-turbo", RouteRule::BackendDotModel),
-            ("gpt-3.5-turbo", "openai/gpt-3.5-turbo", "gpt-3.5-turbo", RouteRule::BareModel),
-            ("meta-llama/Llama-3.1-8B", "vllm/meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B", RouteRule::BareModel),
+            (
+                "openai/gpt-4o",
+                "openai/gpt-4o",
+                "gpt-4o-2024-08-06",
+                RouteRule::BackendSlashModel,
+            ),
+            (
+                "vllm/meta-llama/Llama-3.1-8B",
+                "vllm/meta-llama/Llama-3.1-8B",
+                "meta-llama/Llama-3.1-8B",
+                RouteRule::BackendSlashModel,
+            ),
+            (
+                "openai.gpt-3.5-turbo",
+                "openai/gpt-3.5-turbo",
+                "gpt-3.5-turbo",
+                RouteRule::BackendDotModel,
+            ),
+            (
+                "gpt-3.5-turbo",
+                "openai/gpt-3.5-turbo",
+                "gpt-3.5-turbo",
+                RouteRule::BareModel,
+            ),
+            (
+                "meta-llama/Llama-3.1-8B",
+                "vllm/meta-llama/Llama-3.1-8B",
+                "meta-llama/Llama-3.1-8B",
+                RouteRule::BareModel,
+            ),
             ("qwen", "vllm/qwen", "org/qwen-x", RouteRule::BareModel),
         ];
         for (name, qualified, upstream, rule) in cases {
-            let route = router.resolve(name).unwrap_or_else(|err| panic!("{name}: {err}"));
-            assert_eq!(target(&route), (qualified.to_owned(), upstream.to_owned(), rule), "{name}");
+            let route = router
+                .resolve(name)
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert_eq!(
+                target(&route),
+                (qualified.to_owned(), upstream.to_owned(), rule),
+                "{name}"
+            );
         }
     }
 

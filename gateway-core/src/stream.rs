@@ -173,12 +173,16 @@ mod tests {
         };
         let out = run(vec![
             Ok(finished.clone()),
-            Ok(ChatEvent::TextDelta { text: "late".into() }),
+            Ok(ChatEvent::TextDelta {
+                text: "late".into(),
+            }),
         ]);
         assert_eq!(out, vec![Ok(started()), Ok(finished)]);
         let out = run(vec![
             Err(GatewayError::upstream("boom")),
-            Ok(ChatEvent::TextDelta { text: "late".into() }),
+            Ok(ChatEvent::TextDelta {
+                text: "late".into(),
+            }),
         ]);
         assert_eq!(out, vec![Ok(started()), Err("boom".to_owned())]);
     }
@@ -188,10 +192,27 @@ mod tests {
         let mut collector = Collector::default();
         for event in [
             started(),
-            ChatEvent::ToolCallDelta { index: 1, id: Some("b".into()), name: Some("second".into()), arguments: "{".into() },
-            ChatEvent::ToolCallDelta { index: 0, id: Some("a".into()), name: Some("first".into()), arguments: "{}".into() },
-            ChatEvent::ToolCallDelta { index: 1, id: None, name: None, arguments: "}".into() },
-            ChatEvent::Finished { reason: FinishReason::ToolCalls },
+            ChatEvent::ToolCallDelta {
+                index: 1,
+                id: Some("b".into()),
+                name: Some("second".into()),
+                arguments: "{".into(),
+            },
+            ChatEvent::ToolCallDelta {
+                index: 0,
+                id: Some("a".into()),
+                name: Some("first".into()),
+                arguments: "{}".into(),
+            },
+            ChatEvent::ToolCallDelta {
+                index: 1,
+                id: None,
+                name: None,
+                arguments: "}".into(),
+            },
+            ChatEvent::Finished {
+                reason: FinishReason::ToolCalls,
+            },
         ] {
             collector.push(event);
         }

@@ -73,7 +73,9 @@ default = "mock/echo"
 
 #[test]
 fn empty_and_missing_sections_are_reported() {
-    insta::assert_snapshot!(toml("[[backends]]\nid = \"x\"\ndialect = \"mock\"\nmodels = []\n"));
+    insta::assert_snapshot!(toml(
+        "[[backends]]\nid = \"x\"\ndialect = \"mock\"\nmodels = []\n"
+    ));
     insta::assert_snapshot!(toml(""));
 }
 

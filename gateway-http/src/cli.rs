@@ -19,7 +19,13 @@ use gateway_core::{Gateway, Registry};
 pub struct Cli {
     /// Config file (.toml, .json, .yaml). Without it: $MODELGATE_CONFIG,
     /// then ./modelgate.toml, then the embedded default.
-    #[arg(long, short, global = true, env = "MODELGATE_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "MODELGATE_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// What to do; `serve` when omitted.
@@ -214,7 +220,12 @@ pub fn routes_table(gateway: &Gateway) -> String {
                 }
                 .into(),
             ],
-            Err(_) => [name, "(ambiguous: use backend/model)".into(), "-".into(), "-".into()],
+            Err(_) => [
+                name,
+                "(ambiguous: use backend/model)".into(),
+                "-".into(),
+                "-".into(),
+            ],
         };
         rows.push(row);
     }

@@ -78,7 +78,10 @@ async fn openai_backend_is_passed_through_with_only_the_model_rewritten() {
         upstream.raw_body,
         raw.replace(r#""model":"fast""#, r#""model":"gpt-test-upstream""#)
     );
-    assert_eq!(upstream.headers["authorization"], format!("Bearer {UPSTREAM_SECRET}"));
+    assert_eq!(
+        upstream.headers["authorization"],
+        format!("Bearer {UPSTREAM_SECRET}")
+    );
     assert!(!format!("{:?}", upstream.headers).contains("client-token-xyz"));
 }
 
@@ -122,13 +125,26 @@ async fn parallel_tool_calls_stream_through_in_order() {
 #[tokio::test]
 async fn upstream_errors_keep_their_status_in_pass_through() {
     let stack = Stack::start().await;
-    for (model, status) in [("up/error-400", 400), ("up/error-401", 401), ("up/error-500", 500), ("up/error-503", 503)] {
-        let response = stack.chat(json!({"model": model, "messages": user("x")})).await;
+    for (model, status) in [
+        ("up/error-400", 400),
+        ("up/error-401", 401),
+        ("up/error-500", 500),
+        ("up/error-503", 503),
+    ] {
+        let response = stack
+            .chat(json!({"model": model, "messages": user("x")}))
+            .await;
         assert_eq!(response.status(), status, "{model}");
         let body: Value = response.json().await.expect("json");
-        assert_eq!(body["error"]["message"], format!("mock upstream failure {status}"), "{model}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("mock upstream failure {status}"),
+            "{model}"
+        );
     }
-    let response = stack.chat(json!({"model": "up/error-429", "messages": user("x")})).await;
+    let response = stack
+        .chat(json!({"model": "up/error-429", "messages": user("x")}))
+        .await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "7");
 }
@@ -144,7 +160,10 @@ async fn unreachable_upstream_is_a_502_in_openai_shape() {
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["error"]["type"], "api_error");
         let message = body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.starts_with("cannot connect to the upstream"), "{message}");
+        assert!(
+            message.starts_with("cannot connect to the upstream"),
+            "{message}"
+        );
     }
 }
 
@@ -156,7 +175,10 @@ async fn mid_stream_upstream_error_reaches_the_client() {
         .await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("body");
-    assert!(text.contains(r#"data: {"error":{"message":"mock upstream broke mid-stream""#), "{text}");
+    assert!(
+        text.contains(r#"data: {"error":{"message":"mock upstream broke mid-stream""#),
+        "{text}"
+    );
     assert!(!text.contains("[DONE]"));
 }
 
@@ -173,13 +195,17 @@ async fn every_routing_form_reaches_its_backend() {
         ("twin/shared", "shared"),
     ];
     for (name, upstream_model) in cases {
-        let response = stack.chat(json!({"model": name, "messages": user("route me")})).await;
+        let response = stack
+            .chat(json!({"model": name, "messages": user("route me")}))
+            .await;
         assert_eq!(response.status(), 200, "{name}");
         let received = stack.upstream.state().requests();
         let last = received.last().expect("a request reached the upstream");
         assert_eq!(last.body["model"], upstream_model, "{name}");
     }
-    let response = stack.chat(json!({"model": "default", "messages": user("mock")})).await;
+    let response = stack
+        .chat(json!({"model": "default", "messages": user("mock")}))
+        .await;
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["choices"][0]["message"]["content"], "mock");
 }
@@ -189,9 +215,14 @@ async fn routing_errors_are_openai_errors() {
     let stack = Stack::start().await;
     let mut seen = Vec::new();
     for name in ["shared", "gpt-tset", "up/nope", ""] {
-        let response = stack.chat(json!({"model": name, "messages": user("x")})).await;
+        let response = stack
+            .chat(json!({"model": name, "messages": user("x")}))
+            .await;
         let status = response.status().as_u16();
-        seen.push(format!("{name:?} -> {status} {}", response.text().await.expect("body")));
+        seen.push(format!(
+            "{name:?} -> {status} {}",
+            response.text().await.expect("body")
+        ));
     }
     insta::assert_snapshot!(seen.join("\n"));
 }
@@ -199,17 +230,32 @@ async fn routing_errors_are_openai_errors() {
 #[tokio::test]
 async fn bad_input_gets_clear_openai_errors() {
     let stack = Stack::start().await;
-    let too_big = format!(r#"{{"model":"default","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(33 * 1024 * 1024));
+    let too_big = format!(
+        r#"{{"model":"default","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(33 * 1024 * 1024)
+    );
     let cases: Vec<(&str, String)> = vec![
         ("empty body", String::new()),
         ("malformed JSON", "{\"model\": \"default\",".into()),
         ("not an object", "[1,2]".into()),
         ("missing model", r#"{"messages":[]}"#.into()),
         ("model not a string", r#"{"model":42,"messages":[]}"#.into()),
-        ("stream not a bool", r#"{"model":"default","stream":"yes","messages":[]}"#.into()),
-        ("messages missing (translated)", r#"{"model":"default"}"#.into()),
-        ("messages wrong type (translated)", r#"{"model":"default","messages":"hi"}"#.into()),
-        ("bad role (translated)", r#"{"model":"default","messages":[{"role":"wizard","content":"x"}]}"#.into()),
+        (
+            "stream not a bool",
+            r#"{"model":"default","stream":"yes","messages":[]}"#.into(),
+        ),
+        (
+            "messages missing (translated)",
+            r#"{"model":"default"}"#.into(),
+        ),
+        (
+            "messages wrong type (translated)",
+            r#"{"model":"default","messages":"hi"}"#.into(),
+        ),
+        (
+            "bad role (translated)",
+            r#"{"model":"default","messages":[{"role":"wizard","content":"x"}]}"#.into(),
+        ),
         ("body too large", too_big),
     ];
     let mut seen = Vec::new();
@@ -217,7 +263,10 @@ async fn bad_input_gets_clear_openai_errors() {
         let response = stack.post("/v1/chat/completions", body).await;
         let status = response.status().as_u16();
         assert!((400..500).contains(&status), "{label}: {status}");
-        seen.push(format!("{label} -> {status} {}", response.text().await.expect("body")));
+        seen.push(format!(
+            "{label} -> {status} {}",
+            response.text().await.expect("body")
+        ));
     }
     insta::assert_snapshot!(seen.join("\n"));
 }
@@ -225,28 +274,56 @@ async fn bad_input_gets_clear_openai_errors() {
 #[tokio::test]
 async fn unknown_paths_and_methods_are_openai_errors() {
     let stack = Stack::start().await;
-    let response = stack.client.get(stack.gateway.url("/v1/nothing")).send().await.expect("request");
+    let response = stack
+        .client
+        .get(stack.gateway.url("/v1/nothing"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 404);
     assert!(response.headers().contains_key("x-request-id"));
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["message"], "no route for GET /v1/nothing; see the README for the HTTP surface");
-    let response = stack.client.get(stack.gateway.url("/v1/chat/completions")).send().await.expect("request");
+    assert_eq!(
+        body["error"]["message"],
+        "no route for GET /v1/nothing; see the README for the HTTP surface"
+    );
+    let response = stack
+        .client
+        .get(stack.gateway.url("/v1/chat/completions"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 405);
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["message"], "GET is not allowed on /v1/chat/completions");
+    assert_eq!(
+        body["error"]["message"],
+        "GET is not allowed on /v1/chat/completions"
+    );
 }
 
 #[tokio::test]
 async fn project_prefix_serves_every_route() {
     let stack = Stack::start().await;
     let response = stack
-        .post("/api/team-a/v1/chat/completions", json!({"model": "default", "messages": user("hi")}).to_string())
+        .post(
+            "/api/team-a/v1/chat/completions",
+            json!({"model": "default", "messages": user("hi")}).to_string(),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["choices"][0]["message"]["content"], "hi");
-    for path in ["/api/team-a/health", "/api/team-a/v1/models", "/api/team-a/v1/providers"] {
-        let response = stack.client.get(stack.gateway.url(path)).send().await.expect("request");
+    for path in [
+        "/api/team-a/health",
+        "/api/team-a/v1/models",
+        "/api/team-a/v1/providers",
+    ] {
+        let response = stack
+            .client
+            .get(stack.gateway.url(path))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), 200, "{path}");
     }
 }
@@ -254,20 +331,52 @@ async fn project_prefix_serves_every_route() {
 #[tokio::test]
 async fn listings_show_names_and_no_secrets() {
     let stack = Stack::start().await;
-    let models: Value = stack.client.get(stack.gateway.url("/v1/models")).send().await.expect("request").json().await.expect("json");
-    let ids: Vec<&str> = models["data"].as_array().expect("list").iter().filter_map(|m| m["id"].as_str()).collect();
+    let models: Value = stack
+        .client
+        .get(stack.gateway.url("/v1/models"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
     assert_eq!(&ids[..4], ["default", "fast", "mock/echo", "up/gpt-test"]);
     assert!(ids.contains(&"twin/shared"));
 
-    let providers = stack.client.get(stack.gateway.url("/v1/providers")).send().await.expect("request").text().await.expect("body");
+    let providers = stack
+        .client
+        .get(stack.gateway.url("/v1/providers"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
     assert!(!providers.contains(UPSTREAM_SECRET));
     let providers: Value = serde_json::from_str(&providers).expect("json");
     let up = &providers["data"][1];
     assert_eq!(up["id"], "up");
     assert_eq!(up["credential"], "inline");
-    assert_eq!(up["models"][0], json!({"id": "gpt-test", "upstream": "gpt-test-upstream"}));
+    assert_eq!(
+        up["models"][0],
+        json!({"id": "gpt-test", "upstream": "gpt-test-upstream"})
+    );
 
-    let health: Value = stack.client.get(stack.gateway.url("/health")).send().await.expect("request").json().await.expect("json");
+    let health: Value = stack
+        .client
+        .get(stack.gateway.url("/health"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(health, json!({"status": "ok"}));
 }
 
@@ -282,16 +391,22 @@ async fn client_disconnect_cancels_the_upstream_stream() {
     let first = body.next().await.expect("a first chunk").expect("bytes");
     assert!(first.starts_with(b"data: "));
     drop(body);
-    tokio::time::timeout(Duration::from_secs(10), stack.upstream.state().wait_for_disconnects(1))
-        .await
-        .expect("the upstream stream was not cancelled within 10 s");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stack.upstream.state().wait_for_disconnects(1),
+    )
+    .await
+    .expect("the upstream stream was not cancelled within 10 s");
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
     let mut stack = Stack::start().await;
     let pid = stack.gateway.child.id().expect("pid");
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(10), stack.gateway.child.wait())
         .await

@@ -259,7 +259,14 @@ mod tests {
         ]);
         let once = adapter.chat_once(req.clone()).await.expect("answer");
         assert_eq!(once.text, "Hello there, gateway!");
-        assert_eq!(once.usage, Some(Usage { input: 5, output: 3, cached: None }));
+        assert_eq!(
+            once.usage,
+            Some(Usage {
+                input: 5,
+                output: 3,
+                cached: None
+            })
+        );
         let events: Vec<ChatEvent> = adapter
             .chat_stream(req)
             .await
@@ -281,7 +288,10 @@ mod tests {
         req.tool_choice = Some(ToolChoice::Required);
         let call = adapter.chat_once(req.clone()).await.expect("answer");
         assert_eq!(call.finish_reason, FinishReason::ToolCalls);
-        assert_eq!(call.tool_calls[0].arguments, r#"{"city":"weather in Paris?","days":1}"#);
+        assert_eq!(
+            call.tool_calls[0].arguments,
+            r#"{"city":"weather in Paris?","days":1}"#
+        );
 
         let streamed = Gateway::collect(adapter.chat_stream(req.clone()).await.expect("stream"))
             .await

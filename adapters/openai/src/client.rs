@@ -23,12 +23,18 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(endpoint: &url::Url, credential: Option<&Secret>) -> Result<Self, BuildError> {
+    pub(crate) fn new(
+        endpoint: &url::Url,
+        credential: Option<&Secret>,
+    ) -> Result<Self, BuildError> {
         let authorization = credential
             .map(|secret| {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
                     .map_err(|_| {
-                        BuildError::field("credential", "the credential contains characters not allowed in an HTTP header")
+                        BuildError::field(
+                            "credential",
+                            "the credential contains characters not allowed in an HTTP header",
+                        )
                     })?;
                 value.set_sensitive(true);
                 Ok::<_, BuildError>(value)
@@ -71,20 +77,30 @@ impl Upstream {
         body: Bytes,
         stream: bool,
     ) -> Result<reqwest::Response, GatewayError> {
-        let accept = if stream { "text/event-stream" } else { "application/json" };
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
         let request = self
             .client
             .post(self.url(path))
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, accept)
             .body(body);
-        self.authorize(request).send().await.map_err(transport_error)
+        self.authorize(request)
+            .send()
+            .await
+            .map_err(transport_error)
     }
 
     /// GETs `path` (relative to the endpoint).
     pub(crate) async fn get(&self, path: &str) -> Result<reqwest::Response, GatewayError> {
         let request = self.client.get(self.url(path));
-        self.authorize(request).send().await.map_err(transport_error)
+        self.authorize(request)
+            .send()
+            .await
+            .map_err(transport_error)
     }
 }
 

@@ -42,8 +42,14 @@ async fn setup() -> (MockUpstream, Gateway) {
     );
     let config = parse_str(&text, Format::Toml, "test").expect("valid config");
     let env = |name: &str| (name == "TEST_UPSTREAM_KEY").then(|| "sk-test".to_owned());
-    let (gateway, warnings) = Gateway::build(&config, &Registry::builtin(), &env, MissingCredential::Fail, "test")
-        .expect("gateway builds");
+    let (gateway, warnings) = Gateway::build(
+        &config,
+        &Registry::builtin(),
+        &env,
+        MissingCredential::Fail,
+        "test",
+    )
+    .expect("gateway builds");
     assert!(warnings.is_empty());
     (upstream, gateway)
 }
@@ -51,26 +57,49 @@ async fn setup() -> (MockUpstream, Gateway) {
 fn request(model: &str, text: &str) -> ChatRequest {
     ChatRequest {
         model: model.into(),
-        messages: vec![Message::text(Role::System, "be brief"), Message::text(Role::User, text)],
+        messages: vec![
+            Message::text(Role::System, "be brief"),
+            Message::text(Role::User, text),
+        ],
         ..ChatRequest::default()
     }
 }
 
 fn tool(name: &str) -> Tool {
-    Tool { name: name.into(), description: None, parameters: json!({"type": "object"}), strict: None }
+    Tool {
+        name: name.into(),
+        description: None,
+        parameters: json!({"type": "object"}),
+        strict: None,
+    }
 }
 
 async fn events(gateway: &Gateway, req: ChatRequest) -> Vec<Result<ChatEvent, GatewayError>> {
-    gateway.chat_stream(req).await.expect("stream starts").collect().await
+    gateway
+        .chat_stream(req)
+        .await
+        .expect("stream starts")
+        .collect()
+        .await
 }
 
 #[tokio::test]
 async fn text_answer_and_upstream_request() {
     let (upstream, gateway) = setup().await;
-    let response = gateway.chat_once(request("default", "hi there")).await.expect("answer");
+    let response = gateway
+        .chat_once(request("default", "hi there"))
+        .await
+        .expect("answer");
     assert_eq!(response.text, "echo: hi there");
     assert_eq!(response.finish_reason, FinishReason::Stop);
-    assert_eq!(response.usage, Some(Usage { input: 4, output: 3, cached: None }));
+    assert_eq!(
+        response.usage,
+        Some(Usage {
+            input: 4,
+            output: 3,
+            cached: None
+        })
+    );
     let sent = &upstream.state().requests()[0];
     assert_eq!(sent.path, "/v1/chat/completions");
     assert_eq!(sent.headers["authorization"], "Bearer sk-test");
@@ -88,11 +117,31 @@ async fn stream_asks_for_usage_and_ends_with_finished() {
         .into_iter()
         .map(|event| event.expect("event"))
         .collect();
-    assert!(matches!(&events[0], ChatEvent::Started { backend, model, .. } if backend == "up" && model == "gpt-test"));
-    let text: String = events.iter().filter_map(|e| match e { ChatEvent::TextDelta { text } => Some(text.as_str()), _ => None }).collect();
+    assert!(
+        matches!(&events[0], ChatEvent::Started { backend, model, .. } if backend == "up" && model == "gpt-test")
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(text, "echo: a b");
-    assert_eq!(events[events.len() - 2], ChatEvent::Usage(Usage { input: 4, output: 3, cached: None }));
-    assert_eq!(events[events.len() - 1], ChatEvent::Finished { reason: FinishReason::Stop });
+    assert_eq!(
+        events[events.len() - 2],
+        ChatEvent::Usage(Usage {
+            input: 4,
+            output: 3,
+            cached: None
+        })
+    );
+    assert_eq!(
+        events[events.len() - 1],
+        ChatEvent::Finished {
+            reason: FinishReason::Stop
+        }
+    );
     let sent = &upstream.state().requests()[0];
     assert_eq!(sent.body["stream"], true);
     assert_eq!(sent.body["stream_options"], json!({"include_usage": true}));
@@ -105,16 +154,28 @@ async fn tool_calls_once_and_streamed_keep_order() {
     req.tools = vec![tool("first"), tool("second")];
     req.tool_choice = Some(ToolChoice::Auto);
     let once = gateway.chat_once(req.clone()).await.expect("answer");
-    let streamed = Gateway::collect(gateway.chat_stream(req).await.expect("stream")).await.expect("collected");
+    let streamed = Gateway::collect(gateway.chat_stream(req).await.expect("stream"))
+        .await
+        .expect("collected");
     for response in [&once, &streamed] {
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);
-        let names: Vec<&str> = response.tool_calls.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = response
+            .tool_calls
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(names, ["first", "second"]);
-        assert_eq!(response.tool_calls[1].arguments, r#"{"input":"weather","n":1}"#);
+        assert_eq!(
+            response.tool_calls[1].arguments,
+            r#"{"input":"weather","n":1}"#
+        );
         assert_eq!(response.tool_calls[0].id, "call_mock_0");
     }
     let sent = &upstream.state().requests()[0];
-    assert_eq!(sent.body["tools"][0], json!({"type": "function", "function": {"name": "first", "parameters": {"type": "object"}}}));
+    assert_eq!(
+        sent.body["tools"][0],
+        json!({"type": "function", "function": {"name": "first", "parameters": {"type": "object"}}})
+    );
     assert_eq!(sent.body["tool_choice"], "auto");
 }
 
@@ -123,7 +184,11 @@ async fn tool_results_round_trip() {
     let (_upstream, gateway) = setup().await;
     let mut req = request("up/m", "weather");
     req.tools = vec![tool("first")];
-    let call = gateway.chat_once(req.clone()).await.expect("answer").tool_calls;
+    let call = gateway
+        .chat_once(req.clone())
+        .await
+        .expect("answer")
+        .tool_calls;
     let mut assistant = Message::text(Role::Assistant, "");
     assistant.content.clear();
     assistant.tool_calls = call.clone();
@@ -137,7 +202,12 @@ async fn tool_results_round_trip() {
 #[tokio::test]
 async fn upstream_statuses_map_per_design() {
     let (_upstream, gateway) = setup().await;
-    for (model, status, retryable) in [("up/error-400", 400, false), ("up/error-401", 502, false), ("up/error-429", 429, true), ("up/error-500", 502, true)] {
+    for (model, status, retryable) in [
+        ("up/error-400", 400, false),
+        ("up/error-401", 502, false),
+        ("up/error-429", 429, true),
+        ("up/error-500", 502, true),
+    ] {
         for stream in [false, true] {
             let err = if stream {
                 gateway.chat_stream(request(model, "x")).await.err()
@@ -145,9 +215,17 @@ async fn upstream_statuses_map_per_design() {
                 gateway.chat_once(request(model, "x")).await.err()
             }
             .expect("an error before any output");
-            assert_eq!((err.status(), err.retryable), (status, retryable), "{model} stream={stream}");
+            assert_eq!(
+                (err.status(), err.retryable),
+                (status, retryable),
+                "{model} stream={stream}"
+            );
             assert_eq!(err.backend.as_deref(), Some("up"));
-            assert!(err.message.contains("mock upstream failure"), "{}", err.message);
+            assert!(
+                err.message.contains("mock upstream failure"),
+                "{}",
+                err.message
+            );
         }
     }
 }
@@ -155,10 +233,21 @@ async fn upstream_statuses_map_per_design() {
 #[tokio::test]
 async fn broken_upstreams_are_502s() {
     let (_upstream, gateway) = setup().await;
-    let err = gateway.chat_once(request("up/bad-json", "x")).await.expect_err("bad json");
+    let err = gateway
+        .chat_once(request("up/bad-json", "x"))
+        .await
+        .expect_err("bad json");
     assert_eq!(err.status(), 502);
-    assert!(err.message.starts_with("the upstream's answer is not a chat completion"), "{}", err.message);
-    let err = gateway.chat_once(request("dead/gone", "x")).await.expect_err("refused");
+    assert!(
+        err.message
+            .starts_with("the upstream's answer is not a chat completion"),
+        "{}",
+        err.message
+    );
+    let err = gateway
+        .chat_once(request("dead/gone", "x"))
+        .await
+        .expect_err("refused");
     assert_eq!((err.status(), err.retryable), (502, true));
 }
 
@@ -166,27 +255,57 @@ async fn broken_upstreams_are_502s() {
 async fn mid_stream_failures_end_the_stream_with_one_error() {
     let (_upstream, gateway) = setup().await;
     for (model, message) in [
-        ("up/midstream-error", "the upstream failed mid-stream: mock upstream broke mid-stream"),
-        ("up/truncated", "the upstream closed the stream before the answer was complete"),
+        (
+            "up/midstream-error",
+            "the upstream failed mid-stream: mock upstream broke mid-stream",
+        ),
+        (
+            "up/truncated",
+            "the upstream closed the stream before the answer was complete",
+        ),
     ] {
         let events = events(&gateway, request(model, "a b c")).await;
         let (last, before) = events.split_last().expect("events");
-        assert_eq!(last.as_ref().err().map(|e| e.message.as_str()), Some(message), "{model}");
-        assert!(before.iter().all(Result::is_ok), "{model}: one error, at the end");
-        assert!(before.iter().any(|e| matches!(e, Ok(ChatEvent::TextDelta { .. }))), "{model}: text came first");
+        assert_eq!(
+            last.as_ref().err().map(|e| e.message.as_str()),
+            Some(message),
+            "{model}"
+        );
+        assert!(
+            before.iter().all(Result::is_ok),
+            "{model}: one error, at the end"
+        );
+        assert!(
+            before
+                .iter()
+                .any(|e| matches!(e, Ok(ChatEvent::TextDelta { .. }))),
+            "{model}: text came first"
+        );
     }
 }
 
 #[tokio::test]
 async fn dropping_the_stream_cancels_the_upstream_call() {
     let (upstream, gateway) = setup().await;
-    let mut stream = gateway.chat_stream(request("up/endless", "x")).await.expect("stream");
-    assert!(matches!(stream.next().await, Some(Ok(ChatEvent::Started { .. }))));
-    assert!(matches!(stream.next().await, Some(Ok(ChatEvent::TextDelta { .. }))));
-    drop(stream);
-    tokio::time::timeout(Duration::from_secs(10), upstream.state().wait_for_disconnects(1))
+    let mut stream = gateway
+        .chat_stream(request("up/endless", "x"))
         .await
-        .expect("upstream saw the disconnect");
+        .expect("stream");
+    assert!(matches!(
+        stream.next().await,
+        Some(Ok(ChatEvent::Started { .. }))
+    ));
+    assert!(matches!(
+        stream.next().await,
+        Some(Ok(ChatEvent::TextDelta { .. }))
+    ));
+    drop(stream);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        upstream.state().wait_for_disconnects(1),
+    )
+    .await
+    .expect("upstream saw the disconnect");
 }
 
 #[test]
@@ -207,15 +326,26 @@ fn missing_env_credential_fails_at_build_or_warns_for_validate() {
     )
     .expect("valid");
     let env = |_: &str| None;
-    let err = Gateway::build(&config, &Registry::builtin(), &env, MissingCredential::Fail, "test.toml")
-        .err()
-        .expect("fails");
+    let err = Gateway::build(
+        &config,
+        &Registry::builtin(),
+        &env,
+        MissingCredential::Fail,
+        "test.toml",
+    )
+    .expect_err("fails");
     assert_eq!(
         err.to_string(),
         "test.toml has 1 error:\n  test.toml: backends[0].credential.env: environment variable MODELGATE_TEST_UNSET_VAR is not set (backend 'up' reads its credential from it)"
     );
-    let (_, warnings) = Gateway::build(&config, &Registry::builtin(), &env, MissingCredential::Warn, "test.toml")
-        .expect("builds with a warning");
+    let (_, warnings) = Gateway::build(
+        &config,
+        &Registry::builtin(),
+        &env,
+        MissingCredential::Warn,
+        "test.toml",
+    )
+    .expect("builds with a warning");
     assert_eq!(warnings.len(), 1);
 }
 
@@ -227,6 +357,13 @@ fn missing_endpoint_is_a_build_error_naming_the_field() {
         "t",
     )
     .expect("valid");
-    let err = Gateway::build(&config, &Registry::builtin(), &|_| None, MissingCredential::Fail, "t").err().expect("fails");
+    let err = Gateway::build(
+        &config,
+        &Registry::builtin(),
+        &|_| None,
+        MissingCredential::Fail,
+        "t",
+    )
+    .expect_err("fails");
     assert_eq!(err.issues[0].path.to_string(), "backends[0].endpoint");
 }

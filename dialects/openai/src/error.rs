@@ -109,9 +109,15 @@ mod tests {
 
     #[test]
     fn upstream_messages_are_extracted_or_quoted() {
-        assert_eq!(upstream_message(br#"{"error":{"message":"quota"}}"#), "quota");
+        assert_eq!(
+            upstream_message(br#"{"error":{"message":"quota"}}"#),
+            "quota"
+        );
         assert_eq!(upstream_message(br#"{"error":"plain"}"#), "plain");
-        assert_eq!(upstream_message(b"<html>bad gateway</html>"), "<html>bad gateway</html>");
+        assert_eq!(
+            upstream_message(b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
         assert_eq!(upstream_message(b""), "(empty body)");
         let err = from_upstream(503, br#"{"error":{"message":"overloaded"}}"#);
         assert_eq!(err.status(), 502);

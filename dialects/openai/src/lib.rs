@@ -25,14 +25,23 @@ pub(crate) fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> 
     let path = err.path().to_string();
     let inner = err.into_inner();
     if inner.is_syntax() || inner.is_eof() {
-        return GatewayError::invalid_request(format!("the request body is not valid JSON: {inner}"));
+        return GatewayError::invalid_request(format!(
+            "the request body is not valid JSON: {inner}"
+        ));
     }
     let text = inner.to_string();
     if let Some(rest) = text.strip_prefix("missing field `")
         && let Some((field, _)) = rest.split_once('`')
     {
-        let param = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
-        return GatewayError::invalid_param(param.clone(), format!("missing required parameter: '{param}'"));
+        let param = if path == "." {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+        return GatewayError::invalid_param(
+            param.clone(),
+            format!("missing required parameter: '{param}'"),
+        );
     }
     if path == "." {
         return GatewayError::invalid_request(format!("the request body is invalid: {text}"));

@@ -54,13 +54,12 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
             "the request body must be a JSON object",
         ));
     }
-    let raw: RawProbe<'_> = serde_path_to_error::deserialize(
-        &mut serde_json::Deserializer::from_slice(body),
-    )
-.map_err(crate::body_error)?;
-    let model_raw = raw
-        .model
-        .ok_or_else(|| GatewayError::invalid_param("model", "missing required parameter: 'model'"))?;
+    let raw: RawProbe<'_> =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+            .map_err(crate::body_error)?;
+    let model_raw = raw.model.ok_or_else(|| {
+        GatewayError::invalid_param("model", "missing required parameter: 'model'")
+    })?;
     let model: Cow<'_, str> = serde_json::from_str(model_raw.get()).map_err(|_| {
         GatewayError::invalid_param(
             "model",
@@ -131,13 +130,25 @@ mod tests {
     #[test]
     fn bad_bodies_get_clear_errors() {
         let cases: [(&[u8], &str); 7] = [
-            (b"", "the request body is empty; send a JSON object with 'model' and 'messages'"),
+            (
+                b"",
+                "the request body is empty; send a JSON object with 'model' and 'messages'",
+            ),
             (b"[1]", "the request body must be a JSON object"),
-            (b"{\"model\": ", "the request body is not valid JSON: EOF while parsing a value at line 1 column 10"),
+            (
+                b"{\"model\": ",
+                "the request body is not valid JSON: EOF while parsing a value at line 1 column 10",
+            ),
             (b"{\"messages\": []}", "missing required parameter: 'model'"),
             (b"{\"model\": 5}", "'model' must be a string, got 5"),
-            (b"{\"model\": \"m\", \"stream\": \"yes\"}", "'stream': invalid type: string \"yes\", expected a boolean at line 1 column 30"),
-            (b"{\"model\": \"m\",}", "the request body is not valid JSON: trailing comma at line 1 column 15"),
+            (
+                b"{\"model\": \"m\", \"stream\": \"yes\"}",
+                "'stream': invalid type: string \"yes\", expected a boolean at line 1 column 30",
+            ),
+            (
+                b"{\"model\": \"m\",}",
+                "the request body is not valid JSON: trailing comma at line 1 column 15",
+            ),
         ];
         for (body, expected) in cases {
             let err = probe(body).expect_err("invalid");

@@ -86,7 +86,7 @@ struct WireFunction {
 pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
     let wire: WireRequest =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-.map_err(crate::body_error)?;
+            .map_err(crate::body_error)?;
 
     if let Some(n) = wire.n
         && n != 1
@@ -168,13 +168,21 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
 fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> {
     let at = |field: &str| format!("messages[{index}].{field}");
     let object = value.as_object().ok_or_else(|| {
-        GatewayError::invalid_param(format!("messages[{index}]"), "each message must be an object")
+        GatewayError::invalid_param(
+            format!("messages[{index}]"),
+            "each message must be an object",
+        )
     })?;
-    let role = object
-        .get("role")
+    let role = object.get("role").and_then(Value::as_str).ok_or_else(|| {
+        GatewayError::invalid_param(
+            at("role"),
+            format!("'{}' is required and must be a string", at("role")),
+        )
+    })?;
+    let name = object
+        .get("name")
         .and_then(Value::as_str)
-        .ok_or_else(|| GatewayError::invalid_param(at("role"), format!("'{}' is required and must be a string", at("role"))))?;
-    let name = object.get("name").and_then(Value::as_str).map(str::to_owned);
+        .map(str::to_owned);
     let content = object.get("content").filter(|value| !value.is_null());
     let mut message = match role {
         "system" | "developer" => Message {
@@ -264,15 +272,24 @@ fn decode_content(
     }
 }
 
-fn decode_part(param: &str, part: &Value, images_allowed: bool) -> Result<ContentPart, GatewayError> {
+fn decode_part(
+    param: &str,
+    part: &Value,
+    images_allowed: bool,
+) -> Result<ContentPart, GatewayError> {
     let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
         "text" => part
             .get("text")
             .and_then(Value::as_str)
-            .map(|text| ContentPart::Text { text: text.to_owned() })
+            .map(|text| ContentPart::Text {
+                text: text.to_owned(),
+            })
             .ok_or_else(|| {
-                GatewayError::invalid_param(format!("{param}.text"), format!("'{param}.text' must be a string"))
+                GatewayError::invalid_param(
+                    format!("{param}.text"),
+                    format!("'{param}.text' must be a string"),
+                )
             }),
         "image_url" if images_allowed => {
             let url = part
@@ -285,7 +302,9 @@ fn decode_part(param: &str, part: &Value, images_allowed: bool) -> Result<Conten
                         format!("'{param}.image_url.url' must be a string"),
                     )
                 })?;
-            Ok(ContentPart::Image { source: image_source(url) })
+            Ok(ContentPart::Image {
+                source: image_source(url),
+            })
         }
         "" => Err(GatewayError::invalid_param(
             format!("{param}.type"),
@@ -308,7 +327,9 @@ fn image_source(url: &str) -> ImageSource {
             data: data.to_owned(),
         };
     }
-    ImageSource::Url { url: url.to_owned() }
+    ImageSource::Url {
+        url: url.to_owned(),
+    }
 }
 
 fn decode_tool_calls(index: usize, value: Option<&Value>) -> Result<Vec<ToolCall>, GatewayError> {
@@ -324,12 +345,18 @@ fn decode_tool_calls(index: usize, value: Option<&Value>) -> Result<Vec<ToolCall
         .enumerate()
         .map(|(position, call)| {
             let field = |name: &str| {
-                call.pointer(name).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
-                    GatewayError::invalid_param(
-                        format!("{param}[{position}]{}", name.replace('/', ".")),
-                        format!("'{param}[{position}]{}' must be a string", name.replace('/', ".")),
-                    )
-                })
+                call.pointer(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        GatewayError::invalid_param(
+                            format!("{param}[{position}]{}", name.replace('/', ".")),
+                            format!(
+                                "'{param}[{position}]{}' must be a string",
+                                name.replace('/', ".")
+                            ),
+                        )
+                    })
             };
             Ok(ToolCall {
                 id: field("/id")?,
@@ -348,13 +375,17 @@ fn decode_tool_choice(value: Value) -> Result<ToolChoice, GatewayError> {
             "required" => Ok(ToolChoice::Required),
             other => Err(GatewayError::invalid_param(
                 "tool_choice",
-                format!("unknown tool_choice '{other}'; expected auto, none, required or an object"),
+                format!(
+                    "unknown tool_choice '{other}'; expected auto, none, required or an object"
+                ),
             )),
         },
         Value::Object(_) => value
             .pointer("/function/name")
             .and_then(Value::as_str)
-            .map(|name| ToolChoice::Tool { name: name.to_owned() })
+            .map(|name| ToolChoice::Tool {
+                name: name.to_owned(),
+            })
             .ok_or_else(|| {
                 GatewayError::invalid_param(
                     "tool_choice.function.name",
@@ -381,7 +412,9 @@ fn decode_response_format(value: Value) -> Result<ResponseFormat, GatewayError> 
                     .unwrap_or("response")
                     .to_owned(),
                 schema: schema.and_then(|s| s.get("schema")).cloned(),
-                strict: schema.and_then(|s| s.get("strict")).and_then(Value::as_bool),
+                strict: schema
+                    .and_then(|s| s.get("strict"))
+                    .and_then(Value::as_bool),
             })
         }
         _ => Err(GatewayError::invalid_param(
@@ -446,7 +479,11 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
         let encoded = match format {
             ResponseFormat::Text => json!({"type": "text"}),
             ResponseFormat::JsonObject => json!({"type": "json_object"}),
-            ResponseFormat::JsonSchema { name, schema, strict } => {
+            ResponseFormat::JsonSchema {
+                name,
+                schema,
+                strict,
+            } => {
                 let mut inner = Map::new();
                 inner.insert("name".into(), json!(name));
                 if let Some(schema) = schema {
@@ -469,7 +506,13 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
     }
     if !request.extra.is_empty() {
         if request.extra.dialect.as_deref() != Some(DIALECT) {
-            let field = request.extra.fields.keys().next().map(String::as_str).unwrap_or("?");
+            let field = request
+                .extra
+                .fields
+                .keys()
+                .next()
+                .map(String::as_str)
+                .unwrap_or("?");
             return Err(GatewayError::unsupported(field, backend, DIALECT));
         }
         for (key, value) in &request.extra.fields {
@@ -529,7 +572,9 @@ fn encode_part(part: &ContentPart) -> Value {
         ContentPart::Image { source } => {
             let url = match source {
                 ImageSource::Url { url } => url.clone(),
-                ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+                ImageSource::Base64 { media_type, data } => {
+                    format!("data:{media_type};base64,{data}")
+                }
             };
             json!({"type": "image_url", "image_url": {"url": url}})
         }
@@ -594,17 +639,61 @@ mod tests {
     #[test]
     fn bad_requests_name_the_parameter() {
         let cases = [
-            (r#"{"model":"m"}"#, "messages", "missing required parameter: 'messages'"),
-            (r#"{"model":"m","messages":[]}"#, "messages", "'messages' must contain at least one message"),
-            (r#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role", "'messages[0].role' is required and must be a string"),
-            (r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#, "messages[0].role", "unknown role 'robot'; expected system, developer, user, assistant or tool"),
-            (r#"{"model":"m","messages":[{"role":"user","content":5}]}"#, "messages[0].content", "'messages[0].content' must be a string or an array of content parts"),
-            (r#"{"model":"m","messages":[{"role":"user"}]}"#, "messages[0].content", "'messages[0].content' is required for user messages"),
-            (r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id", "'messages[0].tool_call_id' is required for tool messages"),
-            (r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#, "messages[0].content[0].type", "content part type 'input_audio' is not supported here when translating"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, "temperature", "'temperature': invalid type: string \"hot\", expected f64 at line 1 column 75"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#, "n", "'n' = 2 is not supported when the request is translated; use n = 1"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"maybe"}"#, "tool_choice", "unknown tool_choice 'maybe'; expected auto, none, required or an object"),
+            (
+                r#"{"model":"m"}"#,
+                "messages",
+                "missing required parameter: 'messages'",
+            ),
+            (
+                r#"{"model":"m","messages":[]}"#,
+                "messages",
+                "'messages' must contain at least one message",
+            ),
+            (
+                r#"{"model":"m","messages":[{"content":"x"}]}"#,
+                "messages[0].role",
+                "'messages[0].role' is required and must be a string",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#,
+                "messages[0].role",
+                "unknown role 'robot'; expected system, developer, user, assistant or tool",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+                "messages[0].content",
+                "'messages[0].content' must be a string or an array of content parts",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}]}"#,
+                "messages[0].content",
+                "'messages[0].content' is required for user messages",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                "messages[0].tool_call_id",
+                "'messages[0].tool_call_id' is required for tool messages",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
+                "messages[0].content[0].type",
+                "content part type 'input_audio' is not supported here when translating",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                "temperature",
+                "'temperature': invalid type: string \"hot\", expected f64 at line 1 column 75",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#,
+                "n",
+                "'n' = 2 is not supported when the request is translated; use n = 1",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"maybe"}"#,
+                "tool_choice",
+                "unknown tool_choice 'maybe'; expected auto, none, required or an object",
+            ),
         ];
         for (body, param, message) in cases {
             let err = decode_request(body.as_bytes()).expect_err(body);

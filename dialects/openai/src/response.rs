@@ -123,7 +123,9 @@ struct WireFunctionCall {
 /// Decodes an upstream's chat completion body.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
     let wire: WireResponse = serde_json::from_slice(body).map_err(|err| {
-        GatewayError::upstream(format!("the upstream's answer is not a chat completion: {err}"))
+        GatewayError::upstream(format!(
+            "the upstream's answer is not a chat completion: {err}"
+        ))
     })?;
     let choice = wire
         .choices
@@ -241,9 +243,17 @@ mod tests {
             id: "req1".into(),
             model: "echo".into(),
             text: String::new(),
-            tool_calls: vec![ToolCall { id: "call_0".into(), name: "f".into(), arguments: "{}".into() }],
+            tool_calls: vec![ToolCall {
+                id: "call_0".into(),
+                name: "f".into(),
+                arguments: "{}".into(),
+            }],
             finish_reason: FinishReason::ToolCalls,
-            usage: Some(Usage { input: 3, output: 2, cached: None }),
+            usage: Some(Usage {
+                input: 3,
+                output: 2,
+                cached: None,
+            }),
         };
         insta::assert_json_snapshot!(encode_response(&response, 1700000000));
     }

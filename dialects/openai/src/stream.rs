@@ -195,13 +195,20 @@ impl ChunkEncoder {
             return;
         }
         match event {
-            ChatEvent::Started { request_id, model, .. } => {
+            ChatEvent::Started {
+                request_id, model, ..
+            } => {
                 self.id = completion_id(request_id);
                 self.model.clone_from(model);
                 self.chunk(json!({"role": "assistant", "content": ""}), None, out);
             }
             ChatEvent::TextDelta { text } => self.chunk(json!({ "content": text }), None, out),
-            ChatEvent::ToolCallDelta { index, id, name, arguments } => {
+            ChatEvent::ToolCallDelta {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
                 let mut call = json!({ "index": index });
                 if let Some(id) = id {
                     call["id"] = json!(id);
@@ -262,7 +269,9 @@ mod tests {
         let mut decoder = ChunkDecoder::default();
         let mut out = Vec::new();
         for payload in payloads {
-            decoder.decode(payload, &mut out).map_err(|err| err.message)?;
+            decoder
+                .decode(payload, &mut out)
+                .map_err(|err| err.message)?;
         }
         decoder.end(&mut out).map_err(|err| err.message)?;
         Ok(out)
@@ -289,20 +298,32 @@ mod tests {
     fn truncated_and_failed_streams_are_errors() {
         let err = decode_all(&[r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#])
             .expect_err("truncated");
-        assert_eq!(err, "the upstream closed the stream before the answer was complete");
+        assert_eq!(
+            err,
+            "the upstream closed the stream before the answer was complete"
+        );
         let err = decode_all(&[r#"{"error":{"message":"overloaded","type":"server_error"}}"#])
             .expect_err("failed");
         assert_eq!(err, "the upstream failed mid-stream: overloaded");
         let err = decode_all(&["{not json"]).expect_err("malformed");
-        assert!(err.starts_with("the upstream sent a malformed stream chunk"), "{err}");
+        assert!(
+            err.starts_with("the upstream sent a malformed stream chunk"),
+            "{err}"
+        );
     }
 
     #[test]
     fn finish_without_done_still_finishes() {
-        let events =
-            decode_all(&[r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"length"}]}"#])
-                .expect("valid");
-        assert_eq!(events.last(), Some(&ChatEvent::Finished { reason: FinishReason::Length }));
+        let events = decode_all(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"length"}]}"#,
+        ])
+        .expect("valid");
+        assert_eq!(
+            events.last(),
+            Some(&ChatEvent::Finished {
+                reason: FinishReason::Length
+            })
+        );
     }
 
     #[test]
@@ -310,13 +331,35 @@ mod tests {
         let mut encoder = ChunkEncoder::new(1700000000, true);
         let mut out = BytesMut::new();
         for event in [
-            ChatEvent::Started { request_id: "req1".into(), backend: "mock".into(), model: "echo".into() },
+            ChatEvent::Started {
+                request_id: "req1".into(),
+                backend: "mock".into(),
+                model: "echo".into(),
+            },
             ChatEvent::TextDelta { text: "Hel".into() },
-            ChatEvent::ToolCallDelta { index: 0, id: Some("call_0".into()), name: Some("f".into()), arguments: String::new() },
-            ChatEvent::ToolCallDelta { index: 0, id: None, name: None, arguments: "{}".into() },
-            ChatEvent::Usage(Usage { input: 2, output: 1, cached: None }),
-            ChatEvent::Finished { reason: FinishReason::ToolCalls },
-            ChatEvent::TextDelta { text: "ignored after the end".into() },
+            ChatEvent::ToolCallDelta {
+                index: 0,
+                id: Some("call_0".into()),
+                name: Some("f".into()),
+                arguments: String::new(),
+            },
+            ChatEvent::ToolCallDelta {
+                index: 0,
+                id: None,
+                name: None,
+                arguments: "{}".into(),
+            },
+            ChatEvent::Usage(Usage {
+                input: 2,
+                output: 1,
+                cached: None,
+            }),
+            ChatEvent::Finished {
+                reason: FinishReason::ToolCalls,
+            },
+            ChatEvent::TextDelta {
+                text: "ignored after the end".into(),
+            },
         ] {
             encoder.encode(&event, &mut out);
         }
@@ -327,9 +370,24 @@ mod tests {
     fn encodes_a_mid_stream_error() {
         let mut encoder = ChunkEncoder::new(1700000000, false);
         let mut out = BytesMut::new();
-        encoder.encode(&ChatEvent::Started { request_id: "r".into(), backend: "b".into(), model: "m".into() }, &mut out);
-        encoder.encode_error(&GatewayError::upstream("the upstream failed mid-stream: boom"), &mut out);
-        encoder.encode(&ChatEvent::Finished { reason: FinishReason::Stop }, &mut out);
+        encoder.encode(
+            &ChatEvent::Started {
+                request_id: "r".into(),
+                backend: "b".into(),
+                model: "m".into(),
+            },
+            &mut out,
+        );
+        encoder.encode_error(
+            &GatewayError::upstream("the upstream failed mid-stream: boom"),
+            &mut out,
+        );
+        encoder.encode(
+            &ChatEvent::Finished {
+                reason: FinishReason::Stop,
+            },
+            &mut out,
+        );
         insta::assert_snapshot!(String::from_utf8_lossy(&out));
     }
 }

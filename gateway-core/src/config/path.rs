@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(listen.line_in_toml(text), Some(2));
         let second = FieldPath::from_json_pointer("/backends/1");
         assert_eq!(second.line_in_toml(text), Some(7));
-        assert_eq!(FieldPath::from_json_pointer("/nope").line_in_toml(text), None);
+        assert_eq!(
+            FieldPath::from_json_pointer("/nope").line_in_toml(text),
+            None
+        );
         let missing = FieldPath::from_json_pointer("/backends/1/models/1/name");
         assert_eq!(missing.line_in_toml(text), Some(11));
     }

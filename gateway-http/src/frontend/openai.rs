@@ -82,10 +82,17 @@ pub(crate) async fn chat_completions(
     }
 }
 
-async fn handle(state: &AppState, request_id: String, body: Bytes) -> Result<Response, GatewayError> {
+async fn handle(
+    state: &AppState,
+    request_id: String,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
     let route = state.gateway.resolve(&probed.model)?;
-    if state.gateway.can_pass_through(&route, dialect_openai::DIALECT) {
+    if state
+        .gateway
+        .can_pass_through(&route, dialect_openai::DIALECT)
+    {
         let upstream_body = probed.rewrite_model(&body, &route.upstream_model);
         let request = PassthroughRequest {
             operation: "chat/completions",
@@ -155,7 +162,10 @@ async fn translated(
     let created = unix_now();
     if request.stream {
         let events = state.gateway.chat_stream_on(route, request).await?;
-        return Ok(sse_response(events, ChunkEncoder::new(created, decoded.include_usage)));
+        return Ok(sse_response(
+            events,
+            ChunkEncoder::new(created, decoded.include_usage),
+        ));
     }
     let response = state.gateway.chat_once_on(route, request).await?;
     Ok(Json(encode_response(&response, created)).into_response())

@@ -175,11 +175,20 @@ async fn models() -> Response {
     .into_response()
 }
 
-fn record(state: &MockState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Value {
+fn record(
+    state: &MockState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Value {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let recorded = Recorded {
         method: method.to_string(),
-        path: uri.path_and_query().map(ToString::to_string).unwrap_or_default(),
+        path: uri
+            .path_and_query()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         headers: headers
             .iter()
             .map(|(name, value)| {
@@ -247,7 +256,10 @@ fn plan(body: &Value, model: &str) -> Plan {
             .take(count)
             .enumerate()
             .map(|(index, tool)| {
-                let name = tool["function"]["name"].as_str().unwrap_or("tool").to_owned();
+                let name = tool["function"]["name"]
+                    .as_str()
+                    .unwrap_or("tool")
+                    .to_owned();
                 let arguments = json!({ "input": last_user, "n": index }).to_string();
                 (format!("call_mock_{index}"), name, arguments)
             })
@@ -293,9 +305,16 @@ async fn chat_completions(
         return response;
     }
     if model.contains("bad-json") {
-        return ([(header::CONTENT_TYPE, "application/json")], "{\"choices\": [").into_response();
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"choices\": [",
+        )
+            .into_response();
     }
-    let id = format!("chatcmpl-mock-{}", state.counter.fetch_add(1, Ordering::SeqCst));
+    let id = format!(
+        "chatcmpl-mock-{}",
+        state.counter.fetch_add(1, Ordering::SeqCst)
+    );
     let plan = plan(&json, &model);
     if json["stream"] == true {
         let include_usage = json["stream_options"]["include_usage"] == true;
@@ -313,7 +332,10 @@ async fn chat_completions(
             Body::from_stream(stream::iter(frames.into_iter().map(Ok::<_, Infallible>)))
         };
         return (
-            [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             body,
         )
             .into_response();
@@ -350,7 +372,12 @@ async fn chat_completions(
 }
 
 fn error_status(model: &str) -> Option<StatusCode> {
-    let code = model.split("error-").nth(1)?.get(..3)?.parse::<u16>().ok()?;
+    let code = model
+        .split("error-")
+        .nth(1)?
+        .get(..3)?
+        .parse::<u16>()
+        .ok()?;
     StatusCode::from_u16(code).ok()
 }
 
@@ -365,7 +392,10 @@ fn stream_frames(id: &str, model: &str, plan: &Plan, include_usage: bool) -> Vec
             "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
         }))
     };
-    let mut frames = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut frames = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     for word in plan.text.split_inclusive(' ') {
         frames.push(chunk(json!({ "content": word }), Value::Null));
     }
@@ -382,7 +412,11 @@ fn stream_frames(id: &str, model: &str, plan: &Plan, include_usage: bool) -> Vec
             ));
         }
     }
-    let finish = if plan.tool_calls.is_empty() { "stop" } else { "tool_calls" };
+    let finish = if plan.tool_calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
     frames.push(chunk(json!({}), json!(finish)));
     if include_usage {
         let completion_tokens = plan.text.split_whitespace().count() as u64;
@@ -406,12 +440,20 @@ impl Drop for DisconnectGuard {
     }
 }
 
-fn endless(state: Arc<MockState>, id: String, model: String) -> impl Stream<Item = Result<Bytes, Infallible>> {
+fn endless(
+    state: Arc<MockState>,
+    id: String,
+    model: String,
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let guard = DisconnectGuard(state);
     let ticks = tokio_stream_interval(Duration::from_millis(10));
     ticks.enumerate().map(move |(count, ())| {
         let _keep_alive = &guard;
-        let delta = if count == 0 { json!({"role": "assistant", "content": ""}) } else { json!({"content": "tick "}) };
+        let delta = if count == 0 {
+            json!({"role": "assistant", "content": ""})
+        } else {
+            json!({"content": "tick "})
+        };
         Ok(Bytes::from(frame(&json!({
             "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": null}],
