@@ -28,6 +28,9 @@ pub struct PassthroughRequest {
     pub body: Bytes,
     /// Whether the caller asked for a stream.
     pub stream: bool,
+    /// Caller headers the dialect defines as part of the request (such as
+    /// `anthropic-version`), chosen by the frontend. Never credentials.
+    pub headers: HeaderMap,
 }
 
 /// The upstream's answer to a [`PassthroughRequest`], status and all.

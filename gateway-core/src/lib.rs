@@ -14,6 +14,7 @@
 //! provider's JSON; it does not start a runtime.
 
 pub mod adapter;
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod gateway;

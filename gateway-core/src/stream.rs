@@ -70,6 +70,18 @@ impl Stream for Disciplined {
     }
 }
 
+/// Decodes one upstream dialect's stream payloads (SSE `data:` fields, NDJSON
+/// lines) into canonical events. Dialect crates implement it; the adapters'
+/// shared HTTP plumbing drives it.
+pub trait WireDecoder: Send {
+    /// Decodes one payload, appending events to `out`.
+    fn decode(&mut self, payload: &str, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError>;
+
+    /// The upstream closed the stream: append what completes it, or fail if
+    /// it stopped short.
+    fn end(&mut self, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError>;
+}
+
 /// Accumulates stream events into a [`ChatResponse`].
 #[derive(Debug, Default)]
 pub struct Collector {

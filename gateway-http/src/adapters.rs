@@ -2,6 +2,8 @@
 //! survive linking: a crate the binary never names is never linked
 //! (rust-lang/rust#68417). One line per adapter, each behind its feature.
 
+#[cfg(feature = "anthropic")]
+use adapter_anthropic as _;
 #[cfg(feature = "mock")]
 use adapter_mock as _;
 #[cfg(feature = "openai")]
@@ -10,6 +12,8 @@ use adapter_openai as _;
 /// The dialects this build was compiled with, by feature; a test checks that
 /// the registry holds exactly these.
 pub const ENABLED: &[&str] = &[
+    #[cfg(feature = "anthropic")]
+    "anthropic",
     #[cfg(feature = "mock")]
     "mock",
     #[cfg(feature = "openai")]

@@ -3,29 +3,27 @@
 //!
 //! `endpoint` is the base URL the OpenAI SDK would use, version prefix
 //! included (`https://api.openai.com/v1`); the adapter appends
-//! `/chat/completions` and `/models`. The credential, when there is one, is
+//! `chat/completions` and `models`. The credential, when there is one, is
 //! sent as `Authorization: Bearer`.
 
-mod client;
-
-use std::collections::VecDeque;
 use std::sync::Arc;
 
+use adapter_http::{
+    Upstream, decode_sse, error_answer, passthrough_response, secret_header, transport_error,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use dialect_openai::error::from_upstream;
 use dialect_openai::request::encode_request;
 use dialect_openai::response::decode_response;
 use dialect_openai::stream::ChunkDecoder;
-use eventsource_stream::Eventsource;
-use futures::{StreamExt, TryStreamExt, stream};
 use gateway_core::registry::{AdapterFactory, BackendContext, BuildError};
 use gateway_core::{
-    ChatEvent, ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest,
-    PassthroughResponse, ProviderAdapter,
+    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
+    ProviderAdapter,
 };
-
-use crate::client::{Upstream, transport_error};
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
 
 pub use dialect_openai::DIALECT;
 
@@ -58,9 +56,16 @@ impl OpenAiAdapter {
                 "the openai dialect needs an endpoint, for example https://api.openai.com/v1",
             )
         })?;
+        let mut headers = Vec::new();
+        if let Some(secret) = &backend.credential {
+            headers.push((
+                AUTHORIZATION,
+                secret_header(&format!("Bearer {}", secret.expose()))?,
+            ));
+        }
         Ok(Self {
             backend: backend.id.clone(),
-            upstream: Upstream::new(endpoint, backend.credential.as_ref())?,
+            upstream: Upstream::new(endpoint, headers)?,
         })
     }
 
@@ -70,14 +75,18 @@ impl OpenAiAdapter {
             .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
         let response = self
             .upstream
-            .post("chat/completions", Bytes::from(bytes), request.stream)
+            .post(
+                "chat/completions",
+                Bytes::from(bytes),
+                request.stream,
+                &HeaderMap::new(),
+            )
             .await?;
-        let status = response.status();
-        if status.is_success() {
+        if response.status().is_success() {
             return Ok(response);
         }
-        let body = response.bytes().await.unwrap_or_default();
-        Err(from_upstream(status.as_u16(), &body))
+        let (status, body) = error_answer(response).await;
+        Err(from_upstream(status, &body))
     }
 }
 
@@ -95,16 +104,16 @@ impl ProviderAdapter for OpenAiAdapter {
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
         let response = self.post_chat(&request).await?;
-        Ok(decode_sse(response))
+        Ok(decode_sse(response, ChunkDecoder::default()))
     }
 
     async fn list_models(&self) -> Result<Vec<String>, GatewayError> {
         let response = self.upstream.get("models").await?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(transport_error)?;
-        if !status.is_success() {
-            return Err(from_upstream(status.as_u16(), &body));
+        if !response.status().is_success() {
+            let (status, body) = error_answer(response).await;
+            return Err(from_upstream(status, &body));
         }
+        let body = response.bytes().await.map_err(transport_error)?;
         let listing: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|err| GatewayError::upstream(format!("bad model listing: {err}")))?;
         Ok(listing["data"]
@@ -128,73 +137,13 @@ impl ProviderAdapter for OpenAiAdapter {
     ) -> Result<PassthroughResponse, GatewayError> {
         let response = self
             .upstream
-            .post(request.operation, request.body, request.stream)
+            .post(
+                request.operation,
+                request.body,
+                request.stream,
+                &request.headers,
+            )
             .await?;
-        let status = response.status();
-        let mut headers = http::HeaderMap::new();
-        for name in [http::header::CONTENT_TYPE, http::header::RETRY_AFTER] {
-            if let Some(value) = response.headers().get(&name) {
-                headers.insert(name, value.clone());
-            }
-        }
-        let body = response.bytes_stream().map_err(transport_error);
-        Ok(PassthroughResponse {
-            status,
-            headers,
-            body: Box::pin(body),
-        })
+        Ok(passthrough_response(response))
     }
-}
-
-/// Decodes an upstream SSE response into canonical events, one upstream
-/// chunk at a time.
-fn decode_sse(response: reqwest::Response) -> ChatStream {
-    struct State<S> {
-        sse: S,
-        decoder: ChunkDecoder,
-        pending: VecDeque<ChatEvent>,
-        ended: bool,
-    }
-    let state = State {
-        sse: Box::pin(response.bytes_stream().eventsource()),
-        decoder: ChunkDecoder::default(),
-        pending: VecDeque::new(),
-        ended: false,
-    };
-    Box::pin(stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(event) = state.pending.pop_front() {
-                return Some((Ok(event), state));
-            }
-            if state.ended {
-                return None;
-            }
-            let mut out = Vec::new();
-            let step = match state.sse.next().await {
-                Some(Ok(event)) if event.data.trim().is_empty() => Ok(()),
-                Some(Ok(event)) => state.decoder.decode(&event.data, &mut out),
-                Some(Err(err)) => {
-                    state.ended = true;
-                    Err(match err {
-                        eventsource_stream::EventStreamError::Transport(err) => {
-                            transport_error(err)
-                        }
-                        other => GatewayError::upstream(format!(
-                            "the upstream sent a malformed event stream: {other}"
-                        )),
-                    })
-                }
-                None => {
-                    state.ended = true;
-                    state.decoder.end(&mut out)
-                }
-            };
-            state.pending.extend(out);
-            if let Err(err) = step {
-                state.ended = true;
-                state.pending.clear();
-                return Some((Err(err), state));
-            }
-        }
-    }))
 }

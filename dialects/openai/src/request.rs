@@ -86,7 +86,7 @@ struct WireFunction {
 pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
     let wire: WireRequest =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(crate::body_error)?;
+            .map_err(gateway_core::body::body_error)?;
 
     if let Some(n) = wire.n
         && n != 1

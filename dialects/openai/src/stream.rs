@@ -2,6 +2,7 @@
 //! [`ChatEvent`]s.
 
 use bytes::{BufMut, BytesMut};
+use gateway_core::stream::WireDecoder;
 use gateway_core::{ChatEvent, FinishReason, GatewayError, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -65,9 +66,8 @@ pub struct ChunkDecoder {
     done: bool,
 }
 
-impl ChunkDecoder {
-    /// Decodes one `data:` payload, appending events to `out`.
-    pub fn decode(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError> {
+impl WireDecoder for ChunkDecoder {
+    fn decode(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError> {
         if self.done {
             return Ok(());
         }
@@ -116,10 +116,9 @@ impl ChunkDecoder {
         Ok(())
     }
 
-    /// Called when the upstream closes the stream: finishes a stream that
-    /// sent its finish reason but no `[DONE]`, and fails one that stopped
-    /// short.
-    pub fn end(&mut self, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError> {
+    /// Finishes a stream that sent its finish reason but no `[DONE]`, and
+    /// fails one that stopped short.
+    fn end(&mut self, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError> {
         if self.done {
             return Ok(());
         }

@@ -1,7 +1,10 @@
-//! Frontends: one module per client dialect, plus routes shared by all.
+//! Frontends: one module per client dialect, plus routes and helpers shared
+//! by all.
 //!
 //! Each dialect owns its error rendering, so every SDK sees errors in the
 //! shape it parses.
 
+pub(crate) mod anthropic;
 pub(crate) mod common;
 pub(crate) mod openai;
+mod shared;

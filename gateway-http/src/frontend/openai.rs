@@ -5,28 +5,22 @@
 //! (status, body, stream) comes back as it was. Any other backend gets the
 //! request translated through the canonical types.
 
-use std::convert::Infallible;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
 use dialect_openai::error::error_body;
-use dialect_openai::passthrough::probe;
 use dialect_openai::request::decode_request;
 use dialect_openai::response::encode_response;
 use dialect_openai::stream::ChunkEncoder;
-use futures::StreamExt;
-use gateway_core::{
-    ChatStream, ErrorKind, GatewayError, PassthroughRequest, PassthroughResponse, Route,
-};
+use gateway_core::body::probe;
+use gateway_core::{GatewayError, PassthroughRequest, Route};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::frontend::shared::{body_rejection, passthrough_response, sse_response, unix_now};
 use crate::request_id::RequestId;
 
 /// Renders `err` as OpenAI does: its status and `{"error": {...}}`.
@@ -39,28 +33,6 @@ pub(crate) fn error_response(err: &GatewayError) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
-}
-
-/// Maps axum's body extraction failure (too large, unreadable) to ours.
-pub(crate) fn body_rejection(rejection: &BytesRejection) -> GatewayError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        GatewayError::new(
-            ErrorKind::PayloadTooLarge,
-            format!(
-                "the request body is larger than {} bytes",
-                crate::app::MAX_BODY_BYTES
-            ),
-        )
-    } else {
-        GatewayError::invalid_request(format!("cannot read the request body: {rejection}"))
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
 }
 
 /// `POST /v1/chat/completions`.
@@ -98,56 +70,16 @@ async fn handle(
             operation: "chat/completions",
             body: upstream_body,
             stream: probed.stream,
+            headers: axum::http::HeaderMap::new(),
         };
         let response = state.gateway.passthrough(&route, request).await?;
-        return Ok(passthrough_response(response));
+        return Ok(passthrough_response(response, error_frame));
     }
     translated(state, &route, request_id, &body).await
 }
 
-/// Streams the upstream's answer back untouched. A transport failure in the
-/// middle of an SSE stream becomes an OpenAI error event, so the SDK raises
-/// instead of seeing a silently cut stream.
-fn passthrough_response(upstream: PassthroughResponse) -> Response {
-    let PassthroughResponse {
-        status,
-        headers,
-        body,
-    } = upstream;
-    let is_sse = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/event-stream"));
-    let mut failed = false;
-    let body = body.filter_map(move |chunk| {
-        let item = match chunk {
-            _ if failed => None,
-            Ok(bytes) => Some(Ok(bytes)),
-            Err(err) if is_sse => {
-                failed = true;
-                let frame = format!("data: {}\n\n", json!(error_body(&err)));
-                Some(Ok(Bytes::from(frame)))
-            }
-            Err(err) => {
-                failed = true;
-                Some(Err(err))
-            }
-        };
-        futures::future::ready(item)
-    });
-    let mut response = Response::new(Body::from_stream(body));
-    *response.status_mut() = status;
-    response.headers_mut().extend(headers);
-    if is_sse {
-        add_sse_headers(&mut response);
-    }
-    response
-}
-
-fn add_sse_headers(response: &mut Response) {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+fn error_frame(err: &GatewayError) -> Bytes {
+    Bytes::from(format!("data: {}\n\n", json!(error_body(err))))
 }
 
 async fn translated(
@@ -162,34 +94,14 @@ async fn translated(
     let created = unix_now();
     if request.stream {
         let events = state.gateway.chat_stream_on(route, request).await?;
-        return Ok(sse_response(
-            events,
-            ChunkEncoder::new(created, decoded.include_usage),
-        ));
+        let mut encoder = ChunkEncoder::new(created, decoded.include_usage);
+        return Ok(sse_response(events, move |event, out| match event {
+            Ok(event) => encoder.encode(&event, out),
+            Err(err) => encoder.encode_error(&err, out),
+        }));
     }
     let response = state.gateway.chat_once_on(route, request).await?;
     Ok(Json(encode_response(&response, created)).into_response())
-}
-
-/// Encodes canonical events as OpenAI SSE, one frame group per event, as
-/// they arrive.
-fn sse_response(events: ChatStream, mut encoder: ChunkEncoder) -> Response {
-    let frames = events.filter_map(move |event| {
-        let mut out = BytesMut::new();
-        match event {
-            Ok(event) => encoder.encode(&event, &mut out),
-            Err(err) => encoder.encode_error(&err, &mut out),
-        }
-        let frame = (!out.is_empty()).then(|| Ok::<_, Infallible>(out.freeze()));
-        futures::future::ready(frame)
-    });
-    let mut response = Response::new(Body::from_stream(frames));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    add_sse_headers(&mut response);
-    response
 }
 
 /// `GET /v1/models`: every alias and every `backend/model`.

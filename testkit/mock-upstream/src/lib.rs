@@ -1,13 +1,14 @@
-//! A loopback model provider for tests: speaks OpenAI's chat completions wire
-//! format (JSON and SSE) and records every request it receives, so tests can
-//! assert what the gateway sent upstream.
+//! A loopback model provider for tests: speaks OpenAI's chat completions
+//! (`/v1/chat/completions`) and Anthropic's Messages API (`/v1/messages`),
+//! JSON and SSE, and records every request it receives, so tests can assert
+//! what the gateway sent upstream.
 //!
 //! Its behaviour is chosen by the upstream model name, so one server covers
 //! every case a config can route to:
 //!
 //! | model contains   | answer |
 //! |------------------|--------|
-//! | `error-NNN`      | status NNN with an OpenAI error body (`Retry-After: 7` on 429) |
+//! | `error-NNN`      | status NNN with the dialect's error body (`Retry-After: 7` on 429) |
 //! | `bad-json`       | 200 with a body that is not JSON |
 //! | `midstream-error`| (stream) two chunks, then an error event |
 //! | `truncated`      | (stream) two chunks, then the connection ends |
@@ -37,6 +38,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+mod anthropic;
+
 /// One request as the mock received it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recorded {
@@ -58,7 +61,7 @@ pub struct MockState {
     requests: Mutex<Vec<Recorded>>,
     disconnects: AtomicUsize,
     disconnected: Notify,
-    counter: AtomicU64,
+    pub(crate) counter: AtomicU64,
 }
 
 impl MockState {
@@ -144,6 +147,7 @@ impl Drop for MockUpstream {
 pub fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(crate::anthropic::messages))
         .route("/v1/models", get(models))
         .route("/_mock/requests", get(list_requests).delete(clear_requests))
         .route("/_mock/disconnects", get(disconnects))
@@ -175,7 +179,7 @@ async fn models() -> Response {
     .into_response()
 }
 
-fn record(
+pub(crate) fn record(
     state: &MockState,
     method: &Method,
     uri: &Uri,
@@ -210,13 +214,13 @@ fn record(
 }
 
 /// What the mock will answer, worked out from the request.
-struct Plan {
-    text: String,
-    tool_calls: Vec<(String, String, String)>,
-    prompt_tokens: u64,
+pub(crate) struct Plan {
+    pub(crate) text: String,
+    pub(crate) tool_calls: Vec<(String, String, String)>,
+    pub(crate) prompt_tokens: u64,
 }
 
-fn text_of(content: &Value) -> String {
+pub(crate) fn text_of(content: &Value) -> String {
     match content {
         Value::String(text) => text.clone(),
         Value::Array(parts) => parts
@@ -371,7 +375,7 @@ async fn chat_completions(
     .into_response()
 }
 
-fn error_status(model: &str) -> Option<StatusCode> {
+pub(crate) fn error_status(model: &str) -> Option<StatusCode> {
     let code = model
         .split("error-")
         .nth(1)?
@@ -381,7 +385,7 @@ fn error_status(model: &str) -> Option<StatusCode> {
     StatusCode::from_u16(code).ok()
 }
 
-fn frame(value: &Value) -> String {
+pub(crate) fn frame(value: &Value) -> String {
     format!("data: {value}\n\n")
 }
 
@@ -431,7 +435,7 @@ fn stream_frames(id: &str, model: &str, plan: &Plan, include_usage: bool) -> Vec
 }
 
 /// Counts a disconnect when the response body is dropped before its end.
-struct DisconnectGuard(Arc<MockState>);
+pub(crate) struct DisconnectGuard(pub(crate) Arc<MockState>);
 
 impl Drop for DisconnectGuard {
     fn drop(&mut self) {
@@ -461,7 +465,7 @@ fn endless(
     })
 }
 
-fn tokio_stream_interval(period: Duration) -> impl Stream<Item = ()> {
+pub(crate) fn tokio_stream_interval(period: Duration) -> impl Stream<Item = ()> {
     stream::unfold(tokio::time::interval(period), |mut interval| async move {
         interval.tick().await;
         Some(((), interval))

@@ -1,5 +1,6 @@
-//! What pass-through needs from a request body: the model and the stream
-//! flag, and the body with only `model` rewritten.
+//! What routing and pass-through need from a JSON request body: the model
+//! and the stream flag, and the body with only `model` rewritten. OpenAI and
+//! Anthropic both carry `model` and `stream` at the top level.
 //!
 //! The body is scanned once (to validate it and find `model`) and copied at
 //! most once (when the upstream model id differs from the requested name).
@@ -7,8 +8,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use crate::GatewayError;
 use bytes::{Bytes, BytesMut};
-use gateway_core::GatewayError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -40,7 +41,37 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-/// Reads `model` and `stream` from a chat completions body, with OpenAI-style
+/// Turns a body deserialisation failure into a 400 that names the parameter
+/// at fault.
+pub fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> GatewayError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return GatewayError::invalid_request(format!(
+            "the request body is not valid JSON: {inner}"
+        ));
+    }
+    let text = inner.to_string();
+    if let Some(rest) = text.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        let param = if path == "." {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+        return GatewayError::invalid_param(
+            param.clone(),
+            format!("missing required parameter: '{param}'"),
+        );
+    }
+    if path == "." {
+        return GatewayError::invalid_request(format!("the request body is invalid: {text}"));
+    }
+    GatewayError::invalid_param(path.clone(), format!("'{path}': {text}"))
+}
+
+/// Reads `model` and `stream` from a chat request body, with OpenAI-style
 /// errors for a body that is not JSON, not an object, or lacks a string model.
 pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
     let trimmed = body.trim_ascii_start();
@@ -56,7 +87,7 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
     }
     let raw: RawProbe<'_> =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(crate::body_error)?;
+            .map_err(body_error)?;
     let model_raw = raw.model.ok_or_else(|| {
         GatewayError::invalid_param("model", "missing required parameter: 'model'")
     })?;

@@ -1,0 +1,135 @@
+//! The `anthropic` dialect: Anthropic's Messages API.
+//!
+//! `endpoint` is the base URL the Anthropic SDK uses
+//! (`https://api.anthropic.com`); the adapter appends `v1/messages`. The
+//! credential is sent as `x-api-key`, with `anthropic-version: 2023-06-01`
+//! unless a pass-through caller sent its own.
+
+use std::sync::Arc;
+
+use adapter_http::{
+    Upstream, decode_sse, error_answer, passthrough_response, secret_header, transport_error,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use dialect_anthropic::error::from_upstream;
+use dialect_anthropic::request::encode_request;
+use dialect_anthropic::response::decode_response;
+use dialect_anthropic::stream::EventDecoder;
+use gateway_core::registry::{AdapterFactory, BackendContext, BuildError};
+use gateway_core::{
+    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
+    ProviderAdapter,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+pub use dialect_anthropic::DIALECT;
+
+/// The path of the Messages API relative to the endpoint.
+const MESSAGES: &str = "v1/messages";
+
+gateway_core::inventory::submit! {
+    AdapterFactory {
+        dialect: DIALECT,
+        description: "Anthropic Messages API",
+        build,
+    }
+}
+
+fn build(backend: &BackendContext) -> Result<Arc<dyn ProviderAdapter>, BuildError> {
+    Ok(Arc::new(AnthropicAdapter::new(backend)?))
+}
+
+/// An adapter for one Anthropic backend.
+#[derive(Debug)]
+pub struct AnthropicAdapter {
+    backend: String,
+    upstream: Upstream,
+}
+
+impl AnthropicAdapter {
+    /// Builds the adapter; the backend must have an endpoint.
+    pub fn new(backend: &BackendContext) -> Result<Self, BuildError> {
+        let endpoint = backend.endpoint.as_ref().ok_or_else(|| {
+            BuildError::field(
+                "endpoint",
+                "the anthropic dialect needs an endpoint, for example https://api.anthropic.com",
+            )
+        })?;
+        let mut headers = vec![(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(dialect_anthropic::API_VERSION),
+        )];
+        if let Some(secret) = &backend.credential {
+            headers.push((
+                HeaderName::from_static("x-api-key"),
+                secret_header(secret.expose())?,
+            ));
+        }
+        Ok(Self {
+            backend: backend.id.clone(),
+            upstream: Upstream::new(endpoint, headers)?,
+        })
+    }
+
+    async fn post_messages(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let body = encode_request(request, &self.backend)?;
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
+        let response = self
+            .upstream
+            .post(
+                MESSAGES,
+                Bytes::from(bytes),
+                request.stream,
+                &HeaderMap::new(),
+            )
+            .await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let (status, body) = error_answer(response).await;
+        Err(from_upstream(status, &body))
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for AnthropicAdapter {
+    fn dialect(&self) -> &str {
+        DIALECT
+    }
+
+    async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
+        let response = self.post_messages(&request).await?;
+        let body = response.bytes().await.map_err(transport_error)?;
+        decode_response(&body)
+    }
+
+    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
+        let response = self.post_messages(&request).await?;
+        Ok(decode_sse(response, EventDecoder::default()))
+    }
+
+    fn supports_passthrough(&self) -> bool {
+        true
+    }
+
+    async fn passthrough(
+        &self,
+        request: PassthroughRequest,
+    ) -> Result<PassthroughResponse, GatewayError> {
+        let response = self
+            .upstream
+            .post(
+                request.operation,
+                request.body,
+                request.stream,
+                &request.headers,
+            )
+            .await?;
+        Ok(passthrough_response(response))
+    }
+}

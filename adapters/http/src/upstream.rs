@@ -1,0 +1,145 @@
+//! One pooled client per backend, its fixed headers, and transport errors.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use gateway_core::registry::BuildError;
+use gateway_core::{GatewayError, PassthroughResponse};
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// How long to wait for a TCP (and TLS) connection to the upstream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A backend's base URL, fixed headers (credentials, API version) and
+/// connection pool, built once per backend.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The endpoint with exactly one trailing slash.
+    base: String,
+    headers: HeaderMap,
+    client: reqwest::Client,
+}
+
+/// A header value marked sensitive, so it is never printed.
+pub fn secret_header(value: &str) -> Result<HeaderValue, BuildError> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        BuildError::field(
+            "credential",
+            "the credential contains characters not allowed in an HTTP header",
+        )
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+impl Upstream {
+    /// A client for `endpoint` that sends `headers` on every request.
+    pub fn new(
+        endpoint: &url::Url,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<Self, BuildError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|err| BuildError {
+                field: None,
+                message: format!("cannot build the HTTP client: {err}"),
+            })?;
+        let mut base = endpoint.as_str().trim_end_matches('/').to_owned();
+        base.push('/');
+        Ok(Self {
+            base,
+            headers: headers.into_iter().collect(),
+            client,
+        })
+    }
+
+    /// The full URL of `path` (relative to the endpoint).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a JSON body to `path` (relative to the endpoint) with the
+    /// backend's headers plus `extra` (forwarded caller headers). Returns the
+    /// response whatever its status; fails only when none arrived.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Bytes,
+        stream: bool,
+        extra: &HeaderMap,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let mut headers = self.headers.clone();
+        for (name, value) in extra {
+            headers.insert(name, value.clone());
+        }
+        self.client
+            .post(self.url(path))
+            .headers(headers)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, accept)
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_error)
+    }
+
+    /// GETs `path` (relative to the endpoint).
+    pub async fn get(&self, path: &str) -> Result<reqwest::Response, GatewayError> {
+        self.client
+            .get(self.url(path))
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(transport_error)
+    }
+}
+
+/// The status and body of an upstream error answer, for the dialect's error
+/// mapping.
+pub async fn error_answer(response: reqwest::Response) -> (u16, Bytes) {
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap_or_default())
+}
+
+/// An upstream answer returned untouched: status, content type, retry-after
+/// and the body stream.
+pub fn passthrough_response(response: reqwest::Response) -> PassthroughResponse {
+    let status = response.status();
+    let mut headers = HeaderMap::new();
+    for name in [CONTENT_TYPE, RETRY_AFTER] {
+        if let Some(value) = response.headers().get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    PassthroughResponse {
+        status,
+        headers,
+        body: Box::pin(response.bytes_stream().map_err(transport_error)),
+    }
+}
+
+/// Maps a transport failure; the URL is left out of the message because an
+/// endpoint may carry a key in its query string.
+pub fn transport_error(err: reqwest::Error) -> GatewayError {
+    let err = err.without_url();
+    let detail = std::error::Error::source(&err)
+        .map(|source| format!("{err}: {source}"))
+        .unwrap_or_else(|| err.to_string());
+    if err.is_timeout() {
+        GatewayError::timeout(format!("the upstream timed out: {detail}"))
+    } else if err.is_connect() {
+        GatewayError::connect(format!("cannot connect to the upstream: {detail}"))
+    } else {
+        GatewayError::connect(format!("the upstream connection failed: {detail}"))
+    }
+}

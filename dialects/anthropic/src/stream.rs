@@ -1,0 +1,434 @@
+//! Streamed messages: Anthropic SSE events ↔ [`ChatEvent`]s.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, BytesMut};
+use gateway_core::stream::WireDecoder;
+use gateway_core::{ChatEvent, FinishReason, GatewayError, Usage};
+use serde_json::{Value, json};
+
+use crate::error::error_body;
+use crate::response::{WireUsage, message_id, parse_stop_reason, stop_reason_name, usage_json};
+
+/// Turns an upstream's SSE `data:` payloads into canonical events.
+///
+/// Tool-use blocks are numbered in order of appearance, so the canonical
+/// tool call index is stable whatever text or thinking blocks sit between
+/// them. Usage is summed from `message_start` (input) and `message_delta`
+/// (output) and reported just before `Finished`.
+#[derive(Debug, Default)]
+pub struct EventDecoder {
+    /// Content block index → canonical tool call index.
+    tool_blocks: HashMap<u64, u32>,
+    usage: WireUsage,
+    stop_reason: Option<FinishReason>,
+    done: bool,
+}
+
+impl WireDecoder for EventDecoder {
+    fn decode(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError> {
+        if self.done {
+            return Ok(());
+        }
+        let event: Value = serde_json::from_str(data).map_err(|err| {
+            GatewayError::upstream(format!("the upstream sent a malformed stream event: {err}"))
+        })?;
+        match event["type"].as_str().unwrap_or_default() {
+            "message_start" => {
+                if let Ok(usage) =
+                    serde_json::from_value::<WireUsage>(event["message"]["usage"].clone())
+                {
+                    self.merge_usage(usage);
+                }
+            }
+            "content_block_start" => {
+                let block = &event["content_block"];
+                let index = event["index"].as_u64().unwrap_or(0);
+                match block["type"].as_str() {
+                    Some("tool_use") => {
+                        let call = self.tool_blocks.len() as u32;
+                        self.tool_blocks.insert(index, call);
+                        out.push(ChatEvent::ToolCallDelta {
+                            index: call,
+                            id: block["id"].as_str().map(str::to_owned),
+                            name: block["name"].as_str().map(str::to_owned),
+                            arguments: String::new(),
+                        });
+                    }
+                    Some("text") => {
+                        if let Some(text) = block["text"].as_str().filter(|text| !text.is_empty()) {
+                            out.push(ChatEvent::TextDelta {
+                                text: text.to_owned(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                let delta = &event["delta"];
+                let index = event["index"].as_u64().unwrap_or(0);
+                match delta["type"].as_str() {
+                    Some("text_delta") => {
+                        if let Some(text) = delta["text"].as_str().filter(|text| !text.is_empty()) {
+                            out.push(ChatEvent::TextDelta {
+                                text: text.to_owned(),
+                            });
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let call = self.tool_blocks.get(&index).copied().ok_or_else(|| {
+                            GatewayError::upstream(format!(
+                                "the upstream sent tool input for block {index}, which is not a tool_use block"
+                            ))
+                        })?;
+                        let partial = delta["partial_json"].as_str().unwrap_or_default();
+                        if !partial.is_empty() {
+                            out.push(ChatEvent::ToolCallDelta {
+                                index: call,
+                                id: None,
+                                name: None,
+                                arguments: partial.to_owned(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = event["delta"]["stop_reason"].as_str() {
+                    self.stop_reason = Some(parse_stop_reason(reason));
+                }
+                if let Ok(usage) = serde_json::from_value::<WireUsage>(event["usage"].clone()) {
+                    self.merge_usage(usage);
+                }
+            }
+            "message_stop" => {
+                self.done = true;
+                out.push(ChatEvent::Usage(self.usage.to_canonical()));
+                out.push(ChatEvent::Finished {
+                    reason: self.stop_reason.take().unwrap_or(FinishReason::Stop),
+                });
+            }
+            "error" => {
+                self.done = true;
+                let message = event["error"]["message"]
+                    .as_str()
+                    .unwrap_or("unknown error");
+                let mut err =
+                    GatewayError::upstream(format!("the upstream failed mid-stream: {message}"));
+                err.retryable = event["error"]["type"] == "overloaded_error";
+                return Err(err);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// An error unless `message_stop` (or an error event) came first.
+    fn end(&mut self, _out: &mut Vec<ChatEvent>) -> Result<(), GatewayError> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        Err(GatewayError::upstream(
+            "the upstream closed the stream before the answer was complete",
+        ))
+    }
+}
+
+impl EventDecoder {
+    fn merge_usage(&mut self, usage: WireUsage) {
+        let current = &mut self.usage;
+        current.input_tokens = usage.input_tokens.or(current.input_tokens);
+        current.output_tokens = usage.output_tokens.or(current.output_tokens);
+        current.cache_read_input_tokens = usage
+            .cache_read_input_tokens
+            .or(current.cache_read_input_tokens);
+        current.cache_creation_input_tokens = usage
+            .cache_creation_input_tokens
+            .or(current.cache_creation_input_tokens);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenBlock {
+    Text(u32),
+    Tool(u32),
+}
+
+/// Renders canonical events as Anthropic SSE (`event: x\ndata: {...}\n\n`).
+///
+/// Text and tool calls become separate content blocks, opened and closed in
+/// order; a tool call's later argument fragments go to its own block even
+/// when other blocks came in between, so arguments are never lost. Usage
+/// (input tokens included) is sent in `message_delta`, because upstreams in
+/// other dialects report it only at the end.
+#[derive(Debug, Default)]
+pub struct EventEncoder {
+    next_block: u32,
+    open: Option<OpenBlock>,
+    /// Canonical tool call index → content block index.
+    tool_blocks: HashMap<u32, u32>,
+    usage: Option<Usage>,
+    ended: bool,
+}
+
+impl EventEncoder {
+    /// A new encoder for one response.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn close_open(&mut self, out: &mut BytesMut) {
+        if let Some(OpenBlock::Text(index) | OpenBlock::Tool(index)) = self.open.take() {
+            write_event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+                out,
+            );
+        }
+    }
+
+    fn open_block(&mut self, block: Value, out: &mut BytesMut) -> u32 {
+        self.close_open(out);
+        let index = self.next_block;
+        self.next_block += 1;
+        write_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+            out,
+        );
+        index
+    }
+
+    /// Appends the events for `event` to `out`.
+    pub fn encode(&mut self, event: &ChatEvent, out: &mut BytesMut) {
+        if self.ended {
+            return;
+        }
+        match event {
+            ChatEvent::Started {
+                request_id, model, ..
+            } => write_event(
+                "message_start",
+                &json!({"type": "message_start", "message": {
+                    "id": message_id(request_id), "type": "message", "role": "assistant",
+                    "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 0, "output_tokens": 0},
+                }}),
+                out,
+            ),
+            ChatEvent::TextDelta { text } => {
+                let index = match self.open {
+                    Some(OpenBlock::Text(index)) => index,
+                    _ => {
+                        let index = self.open_block(json!({"type": "text", "text": ""}), out);
+                        self.open = Some(OpenBlock::Text(index));
+                        index
+                    }
+                };
+                write_event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+                    out,
+                );
+            }
+            ChatEvent::ToolCallDelta {
+                index: call,
+                id,
+                name,
+                arguments,
+            } => {
+                let block = match self.tool_blocks.get(call) {
+                    Some(block) => *block,
+                    None => {
+                        let block = self.open_block(
+                            json!({"type": "tool_use", "id": id.clone().unwrap_or_default(), "name": name.clone().unwrap_or_default(), "input": {}}),
+                            out,
+                        );
+                        self.open = Some(OpenBlock::Tool(block));
+                        self.tool_blocks.insert(*call, block);
+                        block
+                    }
+                };
+                if !arguments.is_empty() {
+                    write_event(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": block, "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+                        out,
+                    );
+                }
+            }
+            ChatEvent::Usage(usage) => self.usage = Some(*usage),
+            ChatEvent::Finished { reason } => {
+                self.close_open(out);
+                write_event(
+                    "message_delta",
+                    &json!({"type": "message_delta",
+                        "delta": {"stop_reason": stop_reason_name(reason), "stop_sequence": null},
+                        "usage": usage_json(&self.usage.unwrap_or_default())}),
+                    out,
+                );
+                write_event("message_stop", &json!({"type": "message_stop"}), out);
+                self.ended = true;
+            }
+        }
+    }
+
+    /// Appends Anthropic's stream error event; nothing is sent after it.
+    pub fn encode_error(&mut self, err: &GatewayError, out: &mut BytesMut) {
+        if self.ended {
+            return;
+        }
+        write_event("error", &error_body(err), out);
+        self.ended = true;
+    }
+}
+
+/// Writes one SSE event with its `event:` line.
+pub fn write_event(name: &str, data: &Value, out: &mut BytesMut) {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    out.put_slice(data.to_string().as_bytes());
+    out.put_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(payloads: &[Value]) -> Result<Vec<ChatEvent>, String> {
+        let mut decoder = EventDecoder::default();
+        let mut out = Vec::new();
+        for payload in payloads {
+            decoder
+                .decode(&payload.to_string(), &mut out)
+                .map_err(|err| err.message)?;
+        }
+        decoder.end(&mut out).map_err(|err| err.message)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn decodes_text_tools_and_usage() {
+        let events = decode_all(&[
+            json!({"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":30}}}),
+            json!({"type":"ping"}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}),
+            json!({"type":"content_block_stop","index":0}),
+            json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}),
+            json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Checking"}}),
+            json!({"type":"content_block_stop","index":1}),
+            json!({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_a","name":"f","input":{}}}),
+            json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"x\":"}}),
+            json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"1}"}}),
+            json!({"type":"content_block_stop","index":2}),
+            json!({"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_b","name":"g","input":{}}}),
+            json!({"type":"content_block_stop","index":3}),
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":20}}),
+            json!({"type":"message_stop"}),
+        ])
+        .expect("valid");
+        insta::assert_json_snapshot!(events);
+    }
+
+    #[test]
+    fn errors_and_truncation_end_the_stream() {
+        let err = decode_all(&[
+            json!({"type":"message_start","message":{"usage":{"input_tokens":1}}}),
+            json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+        ])
+        .expect_err("error event");
+        assert_eq!(err, "the upstream failed mid-stream: Overloaded");
+        let err =
+            decode_all(&[json!({"type":"message_start","message":{}})]).expect_err("truncated");
+        assert_eq!(
+            err,
+            "the upstream closed the stream before the answer was complete"
+        );
+    }
+
+    #[test]
+    fn encodes_anthropic_events_with_usage_at_the_end() {
+        let mut encoder = EventEncoder::new();
+        let mut out = BytesMut::new();
+        for event in [
+            ChatEvent::Started {
+                request_id: "req1".into(),
+                backend: "up".into(),
+                model: "gpt-4o".into(),
+            },
+            ChatEvent::TextDelta {
+                text: "Let me ".into(),
+            },
+            // One upstream chunk with text and a tool call: both survive.
+            ChatEvent::TextDelta {
+                text: "check.".into(),
+            },
+            ChatEvent::ToolCallDelta {
+                index: 0,
+                id: Some("call_a".into()),
+                name: Some("f".into()),
+                arguments: String::new(),
+            },
+            ChatEvent::ToolCallDelta {
+                index: 1,
+                id: Some("call_b".into()),
+                name: Some("g".into()),
+                arguments: "{\"y\"".into(),
+            },
+            ChatEvent::ToolCallDelta {
+                index: 0,
+                id: None,
+                name: None,
+                arguments: "{\"x\":1}".into(),
+            },
+            ChatEvent::ToolCallDelta {
+                index: 1,
+                id: None,
+                name: None,
+                arguments: ":2}".into(),
+            },
+            ChatEvent::Usage(Usage {
+                input: 40,
+                output: 9,
+                cached: None,
+            }),
+            ChatEvent::Finished {
+                reason: FinishReason::ToolCalls,
+            },
+        ] {
+            encoder.encode(&event, &mut out);
+        }
+        insta::assert_snapshot!(String::from_utf8_lossy(&out));
+    }
+
+    #[test]
+    fn encodes_a_mid_stream_error() {
+        let mut encoder = EventEncoder::new();
+        let mut out = BytesMut::new();
+        encoder.encode(
+            &ChatEvent::Started {
+                request_id: "r".into(),
+                backend: "b".into(),
+                model: "m".into(),
+            },
+            &mut out,
+        );
+        encoder.encode(&ChatEvent::TextDelta { text: "par".into() }, &mut out);
+        encoder.encode_error(
+            &GatewayError::upstream("the upstream failed mid-stream: boom"),
+            &mut out,
+        );
+        encoder.encode(
+            &ChatEvent::Finished {
+                reason: FinishReason::Stop,
+            },
+            &mut out,
+        );
+        insta::assert_snapshot!(String::from_utf8_lossy(&out));
+    }
+}

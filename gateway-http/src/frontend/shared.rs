@@ -1,0 +1,105 @@
+//! Pieces every dialect frontend uses: body limits, pass-through responses,
+//! SSE responses.
+
+use std::convert::Infallible;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::BytesMut;
+use futures::StreamExt;
+use gateway_core::{ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse};
+
+/// Maps axum's body extraction failure (too large, unreadable) to ours.
+pub(crate) fn body_rejection(rejection: &BytesRejection) -> GatewayError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        GatewayError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "the request body is larger than {} bytes",
+                crate::app::MAX_BODY_BYTES
+            ),
+        )
+    } else {
+        GatewayError::invalid_request(format!("cannot read the request body: {rejection}"))
+    }
+}
+
+/// Seconds since the epoch, for `created` fields.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// Streams the upstream's answer back untouched. A transport failure in the
+/// middle of an SSE stream becomes the dialect's error event (`error_frame`),
+/// so the SDK raises instead of seeing a silently cut stream.
+pub(crate) fn passthrough_response(
+    upstream: PassthroughResponse,
+    error_frame: fn(&GatewayError) -> Bytes,
+) -> Response {
+    let PassthroughResponse {
+        status,
+        headers,
+        body,
+    } = upstream;
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    let mut failed = false;
+    let body = body.filter_map(move |chunk| {
+        let item = match chunk {
+            _ if failed => None,
+            Ok(bytes) => Some(Ok(bytes)),
+            Err(err) if is_sse => {
+                failed = true;
+                Some(Ok(error_frame(&err)))
+            }
+            Err(err) => {
+                failed = true;
+                Some(Err(err))
+            }
+        };
+        futures::future::ready(item)
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = status;
+    response.headers_mut().extend(headers);
+    if is_sse {
+        add_sse_headers(&mut response);
+    }
+    response
+}
+
+fn add_sse_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// Encodes canonical events as an SSE response with `encode`, which appends
+/// the frames for one event (or the final error) to the buffer. Each event
+/// is sent as soon as it arrives.
+pub(crate) fn sse_response(
+    events: ChatStream,
+    mut encode: impl FnMut(Result<ChatEvent, GatewayError>, &mut BytesMut) + Send + 'static,
+) -> Response {
+    let frames = events.filter_map(move |event| {
+        let mut out = BytesMut::new();
+        encode(event, &mut out);
+        let frame = (!out.is_empty()).then(|| Ok::<_, Infallible>(out.freeze()));
+        futures::future::ready(frame)
+    });
+    let mut response = Response::new(Body::from_stream(frames));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    add_sse_headers(&mut response);
+    response
+}
