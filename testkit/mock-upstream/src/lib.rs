@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 mod anthropic;
+pub mod conformance;
 
 /// One request as the mock received it.
 #[derive(Debug, Clone, Serialize)]
