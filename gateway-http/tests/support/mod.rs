@@ -16,8 +16,9 @@ use tokio::process::{Child, Command};
 pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-123";
 
 /// A config with a mock backend, an OpenAI-compatible backend on the mock
-/// upstream (`up`), a second one serving an overlapping id (`twin`) and a
-/// backend on a closed port (`dead`).
+/// upstream (`up`), a second one serving an overlapping id (`twin`), a
+/// backend on a closed port (`dead`) and an Anthropic backend on the mock
+/// upstream (`claude`).
 pub fn config_for(upstream: &str, dead_port: u16) -> String {
     format!(
         r#"
@@ -61,6 +62,19 @@ id = "dead"
 dialect = "openai"
 endpoint = "http://127.0.0.1:{dead_port}/v1"
 models = [{{ id = "gone" }}]
+
+[[backends]]
+id = "claude"
+dialect = "anthropic"
+endpoint = "{upstream}"
+credential = {{ inline = "{UPSTREAM_SECRET}" }}
+models = [
+  {{ id = "sonnet", upstream = "claude-test-upstream" }},
+  {{ id = "parallel" }},
+  {{ id = "midstream-error" }},
+  {{ id = "error-429" }},
+  {{ id = "error-500" }},
+]
 
 [aliases]
 default = "mock/echo"
@@ -158,6 +172,21 @@ impl Stack {
 
     pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
         self.post("/v1/chat/completions", body.to_string()).await
+    }
+
+    /// POSTs to the Anthropic frontend the way the `anthropic` SDK does.
+    pub async fn messages(&self, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.gateway.url("/v1/messages"))
+            .header("x-api-key", "client-token-xyz")
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "test-beta-1")
+            .header("x-request-id", "test-req-1")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
     }
 }
 
