@@ -89,6 +89,19 @@ models = [
   {{ id = "error-503" }},
 ]
 
+[[backends]]
+id = "claude"
+dialect = "anthropic"
+endpoint = "{upstream.base}"
+credential = {{ inline = "{UPSTREAM_SECRET}" }}
+models = [
+  {{ id = "sonnet", upstream = "claude-test-upstream" }},
+  {{ id = "parallel" }},
+  {{ id = "midstream-error" }},
+  {{ id = "error-429" }},
+  {{ id = "error-500" }},
+]
+
 [aliases]
 default = "mock/echo"
 fast = "up/gpt-test"
