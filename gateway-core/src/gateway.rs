@@ -323,10 +323,13 @@ impl Gateway {
     }
 }
 
-/// Sets the upstream model, the stream flag and the request id; returns the
-/// request id.
+/// Sets the upstream model, the model's default output limit when the caller
+/// gave none, the stream flag and the request id; returns the request id.
 fn prepare(request: &mut ChatRequest, route: &Route, stream: bool) -> String {
     request.model = route.upstream_model.to_string();
+    if request.max_output_tokens.is_none() {
+        request.max_output_tokens = route.default_max_tokens;
+    }
     request.stream = stream;
     request
         .request_id

@@ -37,6 +37,8 @@ pub struct Route {
     pub upstream_model: Arc<str>,
     /// The rule that matched.
     pub rule: RouteRule,
+    /// The model's configured `default_max_tokens`.
+    pub default_max_tokens: Option<u32>,
 }
 
 impl Route {
@@ -49,13 +51,20 @@ impl Route {
 #[derive(Debug)]
 struct BackendModels {
     dialect: Arc<str>,
-    /// model id → upstream id, in config order for listings.
-    models: Vec<(Arc<str>, Arc<str>)>,
+    /// The models, in config order for listings.
+    models: Vec<RoutedModel>,
+}
+
+#[derive(Debug)]
+struct RoutedModel {
+    id: Arc<str>,
+    upstream: Arc<str>,
+    default_max_tokens: Option<u32>,
 }
 
 impl BackendModels {
-    fn find(&self, model: &str) -> Option<&(Arc<str>, Arc<str>)> {
-        self.models.iter().find(|(id, _)| &**id == model)
+    fn find(&self, model: &str) -> Option<&RoutedModel> {
+        self.models.iter().find(|routed| &*routed.id == model)
     }
 }
 
@@ -88,12 +97,16 @@ impl Router {
             for model in &backend.models {
                 if models
                     .iter()
-                    .any(|(id, _): &(Arc<str>, Arc<str>)| **id == *model.id)
+                    .any(|routed: &RoutedModel| *routed.id == *model.id)
                 {
                     continue;
                 }
                 let model_id: Arc<str> = Arc::from(model.id.as_str());
-                models.push((model_id.clone(), Arc::from(model.upstream_id())));
+                models.push(RoutedModel {
+                    id: model_id.clone(),
+                    upstream: Arc::from(model.upstream_id()),
+                    default_max_tokens: model.default_max_tokens,
+                });
                 let servers = bare.entry(model_id).or_default();
                 if !servers.contains(&id) {
                     servers.push(id.clone());
@@ -218,13 +231,14 @@ impl Router {
         model: &str,
         rule: RouteRule,
     ) -> Option<Route> {
-        let (id, upstream) = models.find(model)?;
+        let routed = models.find(model)?;
         Some(Route {
             backend: backend.clone(),
             dialect: models.dialect.clone(),
-            model: id.clone(),
-            upstream_model: upstream.clone(),
+            model: routed.id.clone(),
+            upstream_model: routed.upstream.clone(),
             rule,
+            default_max_tokens: routed.default_max_tokens,
         })
     }
 
@@ -233,7 +247,7 @@ impl Router {
         (backend, models): (&Arc<str>, &BackendModels),
         model: &str,
     ) -> String {
-        let served: Vec<&str> = models.models.iter().map(|(id, _)| &**id).collect();
+        let served: Vec<&str> = models.models.iter().map(|routed| &*routed.id).collect();
         format!(
             "backend '{backend}' has no model '{model}' (it serves: {})",
             served.join(", ")
@@ -280,7 +294,7 @@ impl Router {
                     models
                         .models
                         .iter()
-                        .map(|(id, _)| format!("{backend}/{id}")),
+                        .map(|routed| format!("{backend}/{}", routed.id)),
                 );
             }
         }

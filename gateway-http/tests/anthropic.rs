@@ -268,3 +268,23 @@ async fn mid_stream_errors_become_anthropic_error_events() {
     assert!(text.ends_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the upstream failed mid-stream: mock upstream broke mid-stream\"}}\n\n"), "{text}");
     assert!(!text.contains("message_stop"));
 }
+
+#[tokio::test]
+async fn a_models_default_max_tokens_applies_when_the_caller_sets_none() {
+    let stack = Stack::start().await;
+    for (asked, sent) in [(None, 321), (Some(5), 5)] {
+        let mut body =
+            json!({"model": "claude/capped", "messages": [{"role": "user", "content": "x"}]});
+        if let Some(asked) = asked {
+            body["max_tokens"] = json!(asked);
+        }
+        assert_eq!(stack.chat(body).await.status(), 200);
+        let request = stack
+            .upstream
+            .state()
+            .requests()
+            .pop()
+            .expect("upstream request");
+        assert_eq!(request.body["max_tokens"], sent, "asked {asked:?}");
+    }
+}

@@ -427,7 +427,8 @@ fn decode_response_format(value: Value) -> Result<ResponseFormat, GatewayError> 
 /// Encodes a canonical request as an OpenAI chat completions body for an
 /// upstream. Streams ask for `stream_options.include_usage` so usage is
 /// always reported. Fields in [`ChatRequest::extra`] are forwarded when
-/// they came from the OpenAI dialect and rejected otherwise.
+/// they came from the OpenAI dialect, mapped when another dialect's spelling
+/// has an OpenAI equivalent, and rejected otherwise.
 pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, GatewayError> {
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
@@ -504,19 +505,17 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
         body.insert("stream".into(), json!(true));
         body.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    if !request.extra.is_empty() {
-        if request.extra.dialect.as_deref() != Some(DIALECT) {
-            let field = request
-                .extra
-                .fields
-                .keys()
-                .next()
-                .map(String::as_str)
-                .unwrap_or("?");
-            return Err(GatewayError::unsupported(field, backend, DIALECT));
-        }
-        for (key, value) in &request.extra.fields {
-            body.entry(key.clone()).or_insert_with(|| value.clone());
+    let same_dialect = request.extra.dialect.as_deref() == Some(DIALECT);
+    for (key, value) in &request.extra.fields {
+        match (same_dialect, key.as_str(), value) {
+            (true, _, _) => {
+                body.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+            // Anthropic's spelling of something OpenAI has.
+            (false, "disable_parallel_tool_use", Value::Bool(disable)) => {
+                body.insert("parallel_tool_calls".into(), json!(!disable));
+            }
+            (false, field, _) => return Err(GatewayError::unsupported(field, backend, DIALECT)),
         }
     }
     Ok(Value::Object(body))
@@ -621,6 +620,17 @@ mod tests {
         let mut request = decode_request(FULL.as_bytes()).expect("valid").request;
         request.model = "gpt-4o-2024-08-06".into();
         insta::assert_json_snapshot!(encode_request(&request, "up").expect("encodes"));
+    }
+
+    #[test]
+    fn anthropic_parallel_tool_switch_maps_to_openai() {
+        let mut request = decode_request(FULL.as_bytes()).expect("valid").request;
+        request.extra = Extra {
+            dialect: Some("anthropic".into()),
+            fields: Map::from_iter([("disable_parallel_tool_use".to_owned(), json!(true))]),
+        };
+        let body = encode_request(&request, "up").expect("encodes");
+        assert_eq!(body["parallel_tool_calls"], json!(false));
     }
 
     #[test]

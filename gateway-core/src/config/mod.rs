@@ -136,6 +136,11 @@ pub struct ModelConfig {
     /// The name sent upstream, when it differs from `id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// Output token limit used when the caller sets none. Dialects that
+    /// require one (Anthropic) otherwise send their adapter's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub default_max_tokens: Option<u32>,
 }
 
 impl ModelConfig {

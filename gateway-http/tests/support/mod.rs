@@ -70,6 +70,7 @@ endpoint = "{upstream}"
 credential = {{ inline = "{UPSTREAM_SECRET}" }}
 models = [
   {{ id = "sonnet", upstream = "claude-test-upstream" }},
+  {{ id = "capped", upstream = "claude-capped", default_max_tokens = 321 }},
   {{ id = "parallel" }},
   {{ id = "midstream-error" }},
   {{ id = "error-429" }},
