@@ -1,5 +1,6 @@
 //! The contract between the gateway and one upstream dialect.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -21,9 +22,10 @@ pub type UpstreamBody = Pin<Box<dyn Stream<Item = Result<Bytes, GatewayError>> +
 /// the backend's.
 #[derive(Debug, Clone)]
 pub struct PassthroughRequest {
-    /// The operation, in the dialect's own path terms relative to the
-    /// backend endpoint (for OpenAI: `chat/completions`).
-    pub operation: &'static str,
+    /// The operation, as a path relative to the backend endpoint, query
+    /// included (`chat/completions`, `v1/messages`,
+    /// `v1beta/models/m:streamGenerateContent?alt=sse`).
+    pub operation: Cow<'static, str>,
     /// The caller's body with only `model` rewritten.
     pub body: Bytes,
     /// Whether the caller asked for a stream.

@@ -124,7 +124,7 @@ impl ProviderAdapter for AnthropicAdapter {
         let response = self
             .upstream
             .post(
-                request.operation,
+                &request.operation,
                 request.body,
                 request.stream,
                 &request.headers,

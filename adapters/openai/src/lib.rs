@@ -138,7 +138,7 @@ impl ProviderAdapter for OpenAiAdapter {
         let response = self
             .upstream
             .post(
-                request.operation,
+                &request.operation,
                 request.body,
                 request.stream,
                 &request.headers,

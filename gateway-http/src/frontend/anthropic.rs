@@ -78,7 +78,7 @@ async fn handle(
             }
         }
         let request = PassthroughRequest {
-            operation: "v1/messages",
+            operation: "v1/messages".into(),
             body: probed.rewrite_model(&body, &route.upstream_model),
             stream: probed.stream,
             headers: forwarded,

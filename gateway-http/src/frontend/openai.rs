@@ -67,7 +67,7 @@ async fn handle(
     {
         let upstream_body = probed.rewrite_model(&body, &route.upstream_model);
         let request = PassthroughRequest {
-            operation: "chat/completions",
+            operation: "chat/completions".into(),
             body: upstream_body,
             stream: probed.stream,
             headers: axum::http::HeaderMap::new(),

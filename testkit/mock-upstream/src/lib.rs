@@ -1,6 +1,7 @@
 //! A loopback model provider for tests: speaks OpenAI's chat completions
-//! (`/v1/chat/completions`) and Anthropic's Messages API (`/v1/messages`),
-//! JSON and SSE, and records every request it receives, so tests can assert
+//! (`/v1/chat/completions`), Anthropic's Messages API (`/v1/messages`) and
+//! Gemini's `generateContent` (`/v1beta/models/{model}:{method}`), JSON and
+//! SSE, and records every request it receives, so tests can assert
 //! what the gateway sent upstream.
 //!
 //! Its behaviour is chosen by the upstream model name, so one server covers
@@ -40,6 +41,7 @@ use tokio::sync::Notify;
 
 mod anthropic;
 pub mod conformance;
+mod gemini;
 
 /// One request as the mock received it.
 #[derive(Debug, Clone, Serialize)]
@@ -149,6 +151,7 @@ pub fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(crate::anthropic::messages))
+        .route("/v1beta/models/{*rest}", post(crate::gemini::models))
         .route("/v1/models", get(models))
         .route("/_mock/requests", get(list_requests).delete(clear_requests))
         .route("/_mock/disconnects", get(disconnects))
