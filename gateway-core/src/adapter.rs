@@ -80,6 +80,21 @@ pub trait ProviderAdapter: Send + Sync {
         ))
     }
 
+    /// Whether [`ProviderAdapter::count_tokens`] asks the upstream (or knows
+    /// exactly); when false, frontends estimate.
+    fn supports_count_tokens(&self) -> bool {
+        false
+    }
+
+    /// The prompt tokens `request` would use, as the upstream counts them.
+    async fn count_tokens(&self, request: ChatRequest) -> Result<u64, GatewayError> {
+        let _ = request;
+        Err(GatewayError::internal(format!(
+            "dialect {} cannot count tokens",
+            self.dialect()
+        )))
+    }
+
     /// Whether [`ProviderAdapter::passthrough`] is implemented.
     fn supports_passthrough(&self) -> bool {
         false

@@ -296,6 +296,26 @@ impl Gateway {
         Ok(Box::pin(Disciplined::new(inner, started, &route.backend)))
     }
 
+    /// The prompt tokens `request` would use on `route`, counted by the
+    /// upstream; `None` when its dialect cannot count (the caller estimates).
+    pub async fn count_tokens_on(
+        &self,
+        route: &Route,
+        mut request: ChatRequest,
+    ) -> Result<Option<u64>, GatewayError> {
+        let backend = self.backend(route)?;
+        if !backend.adapter.supports_count_tokens() {
+            return Ok(None);
+        }
+        prepare(&mut request, route, false);
+        backend
+            .adapter
+            .count_tokens(request)
+            .await
+            .map(Some)
+            .map_err(|err| err.with_backend(&route.backend))
+    }
+
     /// Forwards a same-dialect request untouched (see
     /// [`ProviderAdapter::passthrough`]).
     pub async fn passthrough(

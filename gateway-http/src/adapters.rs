@@ -4,6 +4,8 @@
 
 #[cfg(feature = "anthropic")]
 use adapter_anthropic as _;
+#[cfg(feature = "gemini")]
+use adapter_gemini as _;
 #[cfg(feature = "mock")]
 use adapter_mock as _;
 #[cfg(feature = "openai")]
@@ -14,6 +16,8 @@ use adapter_openai as _;
 pub const ENABLED: &[&str] = &[
     #[cfg(feature = "anthropic")]
     "anthropic",
+    #[cfg(feature = "gemini")]
+    "gemini",
     #[cfg(feature = "mock")]
     "mock",
     #[cfg(feature = "openai")]

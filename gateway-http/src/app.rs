@@ -8,7 +8,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use gateway_core::Gateway;
 
-use crate::frontend::{anthropic, common, openai};
+use crate::frontend::{anthropic, common, genai, openai};
 use crate::request_id;
 
 /// The largest request body accepted, in bytes (images travel inline).
@@ -26,7 +26,13 @@ fn api() -> Router<AppState> {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/messages", post(anthropic::messages))
-        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models", get(common::list_models))
+        .route("/v1/models/{*rest}", post(genai::model_action))
+        .route("/v1beta/models", get(genai::list_models))
+        .route(
+            "/v1beta/models/{*rest}",
+            post(genai::model_action).get(genai::get_model),
+        )
         .route("/v1/providers", get(common::providers))
         .route("/health", get(common::health))
 }

@@ -113,6 +113,40 @@ impl ProviderAdapter for AnthropicAdapter {
         Ok(decode_sse(response, EventDecoder::default()))
     }
 
+    fn supports_count_tokens(&self) -> bool {
+        true
+    }
+
+    /// Anthropic's `v1/messages/count_tokens`.
+    async fn count_tokens(&self, request: ChatRequest) -> Result<u64, GatewayError> {
+        let mut body = encode_request(&request, &self.backend)?;
+        if let Some(object) = body.as_object_mut() {
+            object.remove("max_tokens");
+            object.remove("stream");
+        }
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
+        let response = self
+            .upstream
+            .post(
+                "v1/messages/count_tokens",
+                Bytes::from(bytes),
+                false,
+                &HeaderMap::new(),
+            )
+            .await?;
+        if !response.status().is_success() {
+            let (status, body) = error_answer(response).await;
+            return Err(from_upstream(status, &body));
+        }
+        let body = response.bytes().await.map_err(transport_error)?;
+        let counted: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|err| GatewayError::upstream(format!("bad count_tokens answer: {err}")))?;
+        counted["input_tokens"]
+            .as_u64()
+            .ok_or_else(|| GatewayError::upstream("the count_tokens answer has no input_tokens"))
+    }
+
     fn supports_passthrough(&self) -> bool {
         true
     }

@@ -14,6 +14,7 @@ use adapter_http::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use dialect_gemini::error::from_upstream;
+use dialect_gemini::model_path;
 use dialect_gemini::request::encode_request;
 use dialect_gemini::response::decode_response;
 use dialect_gemini::stream::ChunkDecoder;
@@ -36,16 +37,6 @@ gateway_core::inventory::submit! {
 
 fn build(backend: &BackendContext) -> Result<Arc<dyn ProviderAdapter>, BuildError> {
     Ok(Arc::new(GeminiAdapter::new(backend)?))
-}
-
-/// The API path of `method` for `model`, relative to the endpoint. Model
-/// ids that already name their collection (`tunedModels/x`) are kept.
-pub fn model_path(model: &str, method: &str) -> String {
-    if model.starts_with("models/") || model.starts_with("tunedModels/") {
-        format!("v1beta/{model}:{method}")
-    } else {
-        format!("v1beta/models/{model}:{method}")
-    }
 }
 
 /// An adapter for one Gemini backend.
@@ -113,6 +104,34 @@ impl ProviderAdapter for GeminiAdapter {
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
         let response = self.post(&request).await?;
         Ok(decode_sse(response, ChunkDecoder::default()))
+    }
+
+    fn supports_count_tokens(&self) -> bool {
+        true
+    }
+
+    /// Gemini's `countTokens`, given the whole request.
+    async fn count_tokens(&self, request: ChatRequest) -> Result<u64, GatewayError> {
+        let mut inner = encode_request(&request, &self.backend)?;
+        inner["model"] = serde_json::json!(format!("models/{}", request.model));
+        let body = serde_json::json!({ "generateContentRequest": inner });
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
+        let path = model_path(&request.model, "countTokens");
+        let response = self
+            .upstream
+            .post(&path, Bytes::from(bytes), false, &HeaderMap::new())
+            .await?;
+        if !response.status().is_success() {
+            let (status, body) = error_answer(response).await;
+            return Err(from_upstream(status, &body));
+        }
+        let body = response.bytes().await.map_err(transport_error)?;
+        let counted: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|err| GatewayError::upstream(format!("bad countTokens answer: {err}")))?;
+        counted["totalTokens"]
+            .as_u64()
+            .ok_or_else(|| GatewayError::upstream("the countTokens answer has no totalTokens"))
     }
 
     fn supports_passthrough(&self) -> bool {

@@ -226,6 +226,19 @@ impl ProviderAdapter for MockAdapter {
     async fn list_models(&self) -> Result<Vec<String>, GatewayError> {
         Ok(vec!["echo".to_owned()])
     }
+
+    fn supports_count_tokens(&self) -> bool {
+        true
+    }
+
+    /// Exact for the mock: the words its usage would report as input.
+    async fn count_tokens(&self, request: ChatRequest) -> Result<u64, GatewayError> {
+        Ok(request
+            .messages
+            .iter()
+            .map(|message| words(&message.joined_text()))
+            .sum())
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,16 @@ use serde_json::Value;
 /// The dialect's name in config and in the registry.
 pub const DIALECT: &str = "gemini";
 
+/// The API path of `method` for `model`, relative to the endpoint. Model
+/// ids that already name their collection (`tunedModels/x`) are kept.
+pub fn model_path(model: &str, method: &str) -> String {
+    if model.starts_with("models/") || model.starts_with("tunedModels/") {
+        format!("v1beta/{model}:{method}")
+    } else {
+        format!("v1beta/models/{model}:{method}")
+    }
+}
+
 /// The value of `key` in `object`, under its camelCase or snake_case name.
 pub(crate) fn field<'a>(object: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     object

@@ -2,13 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{Method, Uri};
-use axum::response::Response;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use gateway_core::{ErrorKind, GatewayError};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::frontend::openai;
+use crate::frontend::{genai, openai};
 
 /// `GET /health`: the process is up and serving.
 pub(crate) async fn health() -> Json<Value> {
@@ -21,6 +21,20 @@ pub(crate) async fn providers(State(state): State<AppState>) -> Json<Value> {
         "object": "list",
         "data": state.gateway.providers(),
     }))
+}
+
+/// `GET /v1/models`: OpenAI's list, or GenAI's for callers that
+/// authenticate the Google way (`google-genai` 3.x lists models here).
+pub(crate) async fn list_models(state: State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let google = headers.contains_key("x-goog-api-key")
+        || uri
+            .query()
+            .is_some_and(|query| query.split('&').any(|pair| pair.starts_with("key=")));
+    if google {
+        genai::list_models(state).await.into_response()
+    } else {
+        openai::list_models(state).await.into_response()
+    }
 }
 
 /// Any path no route matches.

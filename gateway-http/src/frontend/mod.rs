@@ -6,5 +6,7 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod common;
+pub(crate) mod genai;
 pub(crate) mod openai;
 mod shared;
+mod tokens;

@@ -77,6 +77,18 @@ models = [
   {{ id = "error-500" }},
 ]
 
+[[backends]]
+id = "gem"
+dialect = "gemini"
+endpoint = "{upstream}"
+credential = {{ inline = "{UPSTREAM_SECRET}" }}
+models = [
+  {{ id = "flash", upstream = "gemini-test-upstream" }},
+  {{ id = "parallel" }},
+  {{ id = "midstream-error" }},
+  {{ id = "error-429" }},
+]
+
 [aliases]
 default = "mock/echo"
 fast = "up/gpt-test"
@@ -173,6 +185,26 @@ impl Stack {
 
     pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
         self.post("/v1/chat/completions", body.to_string()).await
+    }
+
+    /// POSTs to the GenAI frontend the way `google-genai` does.
+    pub async fn genai(
+        &self,
+        model_and_method: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(
+                self.gateway
+                    .url(&format!("/v1beta/models/{model_and_method}")),
+            )
+            .header("x-goog-api-key", "client-token-xyz")
+            .header("x-request-id", "test-req-1")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
     }
 
     /// POSTs to the Anthropic frontend the way the `anthropic` SDK does.

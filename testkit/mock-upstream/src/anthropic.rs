@@ -223,3 +223,16 @@ fn stream_events(id: &str, model: &str, plan: &Plan) -> Vec<String> {
     events.push(event("message_stop", &json!({"type": "message_stop"})));
     events
 }
+
+/// `POST /v1/messages/count_tokens`: the words of the prompt.
+pub(crate) async fn count_tokens(
+    State(state): State<Arc<MockState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = record(&state, &method, &uri, &headers, &body);
+    let model = json["model"].as_str().unwrap_or_default().to_owned();
+    axum::Json(json!({ "input_tokens": plan(&json, &model).prompt_tokens })).into_response()
+}

@@ -145,7 +145,8 @@ pub(crate) async fn models(
         )
             .into_response();
     }
-    let plan = plan(&json, model);
+    let request = json.get("generateContentRequest").unwrap_or(&json);
+    let plan = plan(request, model);
     if action == "countTokens" {
         return axum::Json(json!({ "totalTokens": plan.prompt_tokens })).into_response();
     }
