@@ -102,6 +102,17 @@ models = [
   {{ id = "error-500" }},
 ]
 
+[[backends]]
+id = "gem"
+dialect = "gemini"
+endpoint = "{upstream.base}"
+credential = {{ inline = "{UPSTREAM_SECRET}" }}
+models = [
+  {{ id = "flash", upstream = "gemini-test-upstream" }},
+  {{ id = "parallel" }},
+  {{ id = "error-429" }},
+]
+
 [aliases]
 default = "mock/echo"
 fast = "up/gpt-test"
