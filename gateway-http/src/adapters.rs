@@ -8,6 +8,8 @@ use adapter_anthropic as _;
 use adapter_gemini as _;
 #[cfg(feature = "mock")]
 use adapter_mock as _;
+#[cfg(feature = "ollama")]
+use adapter_ollama as _;
 #[cfg(feature = "openai")]
 use adapter_openai as _;
 
@@ -20,6 +22,8 @@ pub const ENABLED: &[&str] = &[
     "gemini",
     #[cfg(feature = "mock")]
     "mock",
+    #[cfg(feature = "ollama")]
+    "ollama",
     #[cfg(feature = "openai")]
     "openai",
 ];

@@ -113,6 +113,12 @@ models = [
   {{ id = "error-429" }},
 ]
 
+[[backends]]
+id = "local"
+dialect = "ollama"
+endpoint = "{upstream.base}"
+models = [{{ id = "llama", upstream = "llama-test-upstream" }}, {{ id = "parallel" }}]
+
 [aliases]
 default = "mock/echo"
 fast = "up/gpt-test"

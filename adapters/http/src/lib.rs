@@ -1,11 +1,14 @@
 //! HTTP plumbing every network adapter needs, written once: one pooled
 //! client per backend with its credential headers ([`Upstream`]), transport
 //! errors mapped to [`GatewayError`](gateway_core::GatewayError), upstream
-//! SSE bodies decoded into canonical events ([`decode_sse`]), and
+//! SSE and NDJSON bodies decoded into canonical events ([`decode_sse`],
+//! [`decode_ndjson`]), and
 //! pass-through responses ([`passthrough_response`]).
 
+mod ndjson;
 mod sse;
 mod upstream;
 
+pub use ndjson::decode_ndjson;
 pub use sse::decode_sse;
 pub use upstream::{Upstream, error_answer, passthrough_response, secret_header, transport_error};

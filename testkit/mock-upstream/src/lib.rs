@@ -1,7 +1,7 @@
 //! A loopback model provider for tests: speaks OpenAI's chat completions
 //! (`/v1/chat/completions`), Anthropic's Messages API (`/v1/messages`) and
 //! Gemini's `generateContent` (`/v1beta/models/{model}:{method}`), JSON and
-//! SSE, and records every request it receives, so tests can assert
+//! SSE, and Ollama's `/api/chat` (JSON and NDJSON), and records every request it receives, so tests can assert
 //! what the gateway sent upstream.
 //!
 //! Its behaviour is chosen by the upstream model name, so one server covers
@@ -42,6 +42,7 @@ use tokio::sync::Notify;
 mod anthropic;
 pub mod conformance;
 mod gemini;
+mod ollama;
 
 /// One request as the mock received it.
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +157,7 @@ pub fn router(state: Arc<MockState>) -> Router {
             post(crate::anthropic::count_tokens),
         )
         .route("/v1beta/models/{*rest}", post(crate::gemini::models))
+        .route("/api/chat", post(crate::ollama::chat))
         .route("/v1/models", get(models))
         .route("/_mock/requests", get(list_requests).delete(clear_requests))
         .route("/_mock/disconnects", get(disconnects))
