@@ -85,15 +85,12 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
     body.insert("model".into(), json!(request.model));
     body.insert("messages".into(), Value::Array(messages));
     let offer_tools = !matches!(request.tool_choice, Some(ToolChoice::None));
-    match &request.tool_choice {
-        Some(ToolChoice::Required | ToolChoice::Tool { .. }) => {
-            return Err(GatewayError::unsupported(
-                "tool_choice (forcing a tool call)",
-                backend,
-                DIALECT,
-            ));
-        }
-        _ => {}
+    if let Some(ToolChoice::Required | ToolChoice::Tool { .. }) = &request.tool_choice {
+        return Err(GatewayError::unsupported(
+            "tool_choice (forcing a tool call)",
+            backend,
+            DIALECT,
+        ));
     }
     if offer_tools && !request.tools.is_empty() {
         let tools = request
