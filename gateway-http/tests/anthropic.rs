@@ -288,3 +288,28 @@ async fn a_models_default_max_tokens_applies_when_the_caller_sets_none() {
         assert_eq!(request.body["max_tokens"], sent, "asked {asked:?}");
     }
 }
+
+#[tokio::test]
+async fn one_upstream_chunk_with_text_and_a_tool_call_keeps_both() {
+    let stack = Stack::start().await;
+    let text = stack
+        .messages(json!({"model": "up/mixed", "max_tokens": 50, "stream": true, "tools": [weather()], "messages": [{"role": "user", "content": "Oslo"}]}))
+        .await
+        .text()
+        .await
+        .expect("body");
+    let text_block = text
+        .find(r#""delta":{"type":"text_delta","text":"Let me check. "}"#)
+        .expect("the text survives");
+    let tool_block = text
+        .find(r#""content_block":{"type":"tool_use","id":"call_mock_0","name":"get_weather","input":{}}"#)
+        .expect("the tool call keeps its name");
+    assert!(text_block < tool_block);
+    // The arguments arrive whole, in two fragments, on the tool's block.
+    for fragment in [r#"{\"input\":\"O"#, r#"slo\",\"n\":0}"#] {
+        let delta = format!(
+            r#""index":1,"delta":{{"type":"input_json_delta","partial_json":"{fragment}"}}"#
+        );
+        assert!(text.contains(&delta), "{delta} in {text}");
+    }
+}

@@ -293,3 +293,35 @@ async fn google_style_model_listing() {
         .expect("json");
     assert_eq!(body["name"], "models/up/gpt-test");
 }
+
+#[tokio::test]
+async fn genai_translated_to_an_anthropic_upstream() {
+    let stack = Stack::start().await;
+    let response = stack
+        .genai(
+            "claude/parallel:streamGenerateContent?alt=sse",
+            json!({
+                "contents": contents("Lima"),
+                "systemInstruction": {"parts": [{"text": "sys"}]},
+                "generationConfig": {"maxOutputTokens": 77},
+                "tools": [{"functionDeclarations": [{"name": "get_weather", "parameters_json_schema": {"type": "object"}}]}],
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    assert!(text.contains(r#"{"functionCall":{"id":"toolu_mock_1","name":"get_weather","args":{"input":"Lima","n":1}}}"#), "{text}");
+    let sent = stack
+        .upstream
+        .state()
+        .requests()
+        .pop()
+        .expect("upstream request");
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.body["system"], "sys");
+    assert_eq!(sent.body["max_tokens"], 77);
+    assert_eq!(
+        sent.body["tools"][0]["input_schema"],
+        json!({"type": "object"})
+    );
+}

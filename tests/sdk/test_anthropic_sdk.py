@@ -163,3 +163,21 @@ def test_openai_sdk_to_an_anthropic_backend(gateway):
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: streamed words"
     assert chunks[-1].usage.completion_tokens == 3
+
+
+def test_anthropic_sdk_to_a_gemini_backend(client, upstream):
+    upstream.clear()
+    message = client.messages.create(model="gem/flash", max_tokens=16, system="sys", messages=user("to gemini"))
+    assert message.content[0].text == "echo: to gemini"
+    assert message.usage.input_tokens == 3
+    sent = upstream.requests()[-1]
+    assert sent["path"] == "/v1beta/models/gemini-test-upstream:generateContent"
+    assert sent["body"]["systemInstruction"] == {"parts": [{"text": "sys"}]}
+    with client.messages.stream(
+        model="gem/parallel", max_tokens=16, messages=user("Lima"), tools=[WEATHER_TOOL]
+    ) as stream:
+        final = stream.get_final_message()
+    assert [(b.name, b.input) for b in final.content] == [
+        ("get_weather", {"input": "Lima", "n": 0}),
+        ("get_weather", {"input": "Lima", "n": 1}),
+    ]

@@ -335,6 +335,16 @@ mod tests {
     }
 
     #[test]
+    fn decodes_a_whole_answer_with_made_up_call_ids() {
+        let body = br#"{"model":"llama3.2","created_at":"2026-01-01T00:00:00Z","message":{"role":"assistant","content":"",
+            "tool_calls":[{"function":{"name":"f","arguments":{"x":1}}},{"function":{"name":"g","arguments":{}}}]},
+            "done":true,"done_reason":"stop","prompt_eval_count":12,"eval_count":6}"#;
+        insta::assert_json_snapshot!(decode_response(body, "req7").expect("valid"));
+        let err = decode_response(b"{}", "r").expect_err("no message");
+        assert_eq!(err.status(), 502);
+    }
+
+    #[test]
     fn forcing_a_tool_is_a_clear_400() {
         let request = ChatRequest {
             tool_choice: Some(ToolChoice::Required),

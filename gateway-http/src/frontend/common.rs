@@ -8,7 +8,7 @@ use gateway_core::{ErrorKind, GatewayError};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::frontend::{genai, openai};
+use crate::frontend::{anthropic, genai, openai};
 
 /// `GET /health`: the process is up and serving.
 pub(crate) async fn health() -> Json<Value> {
@@ -37,12 +37,25 @@ pub(crate) async fn list_models(state: State<AppState>, headers: HeaderMap, uri:
     }
 }
 
+/// Renders an error for a request no handler took, in the dialect its path
+/// belongs to, so even a mistyped path gets an error its SDK can read.
+fn error_for_path(path: &str, err: &GatewayError) -> Response {
+    if path.contains("/v1beta/") || path.contains("/v1/models/") {
+        genai::error_response(err)
+    } else if path.contains("/v1/messages") {
+        anthropic::error_response(err)
+    } else {
+        openai::error_response(err)
+    }
+}
+
 /// Any path no route matches.
 pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
-    openai::error_response(&GatewayError::not_found(format!(
+    let err = GatewayError::not_found(format!(
         "no route for {method} {}; see the README for the HTTP surface",
         uri.path()
-    )))
+    ));
+    error_for_path(uri.path(), &err)
 }
 
 /// A known path with the wrong method.
@@ -52,5 +65,5 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         format!("{method} is not allowed on {}", uri.path()),
     );
     err.status_override = Some(405);
-    openai::error_response(&err)
+    error_for_path(uri.path(), &err)
 }

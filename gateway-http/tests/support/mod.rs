@@ -40,6 +40,7 @@ models = [
   {{ id = "gpt-3.5-turbo" }},
   {{ id = "shared" }},
   {{ id = "parallel" }},
+  {{ id = "mixed" }},
   {{ id = "endless" }},
   {{ id = "midstream-error" }},
   {{ id = "truncated" }},

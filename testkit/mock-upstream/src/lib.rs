@@ -15,6 +15,7 @@
 //! | `truncated`      | (stream) two chunks, then the connection ends |
 //! | `endless`        | (stream) a chunk every 10 ms until the client goes away |
 //! | `parallel`       | two tool calls in one turn when tools are offered |
+//! | `mixed`          | (OpenAI stream) text and the first tool call in one chunk |
 //! | anything else    | `echo: <last user text>`; a tool call when tools are offered and the last message is the user's; `tool result was: <content>` after a tool message |
 //!
 //! `GET /_mock/requests` lists what was received, `DELETE /_mock/requests`
@@ -414,10 +415,12 @@ fn stream_frames(id: &str, model: &str, plan: &Plan, include_usage: bool) -> Vec
         frames.push(chunk(json!({ "content": word }), Value::Null));
     }
     for (index, (call_id, name, arguments)) in plan.tool_calls.iter().enumerate() {
-        frames.push(chunk(
-            json!({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-            Value::Null,
-        ));
+        let mut delta = json!({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]});
+        if index == 0 && model.contains("mixed") {
+            // One chunk carrying both text and the start of a tool call.
+            delta["content"] = json!("Let me check. ");
+        }
+        frames.push(chunk(delta, Value::Null));
         let (head, tail) = arguments.split_at(arguments.len() / 2);
         for piece in [head, tail] {
             frames.push(chunk(
