@@ -187,6 +187,17 @@ impl GatewayError {
         err
     }
 
+    /// The upstream answered `status` with `body`: the message is the one the
+    /// body carries (`error.message` or `error` as text, which covers the
+    /// OpenAI, Anthropic, Google and Ollama shapes) or an excerpt of it.
+    pub fn from_upstream_answer(status: u16, body: &[u8]) -> Self {
+        Self::from_upstream_status(
+            status,
+            format!("upstream answered {status}: {}", upstream_message(body)),
+            &String::from_utf8_lossy(body),
+        )
+    }
+
     /// The upstream could not be reached or broke the connection.
     pub fn connect(message: impl Into<String>) -> Self {
         let mut err = Self::upstream(message);
@@ -218,6 +229,23 @@ impl GatewayError {
     /// The HTTP status a frontend should answer with.
     pub fn status(&self) -> u16 {
         self.status_override.unwrap_or_else(|| self.kind.status())
+    }
+}
+
+/// The message in an upstream error body, or the start of the body itself.
+pub fn upstream_message(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        let error = &value["error"];
+        if let Some(message) = error["message"].as_str().or_else(|| error.as_str()) {
+            return message.to_owned();
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let excerpt: String = text.trim().chars().take(300).collect();
+    if excerpt.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        excerpt
     }
 }
 
@@ -253,6 +281,32 @@ mod tests {
             assert_eq!(err.retryable, retryable, "upstream {upstream}");
             assert_eq!(err.upstream_status, Some(upstream));
         }
+    }
+
+    #[test]
+    fn upstream_messages_are_extracted_from_every_shape_or_quoted() {
+        let cases: [(&[u8], &str); 6] = [
+            (br#"{"error":{"message":"quota","type":"x"}}"#, "quota"),
+            (
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                "Overloaded",
+            ),
+            (
+                br#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED"}}"#,
+                "slow down",
+            ),
+            (br#"{"error":"model 'x' not found"}"#, "model 'x' not found"),
+            (b"<html>bad gateway</html>", "<html>bad gateway</html>"),
+            (b"  ", "(empty body)"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(upstream_message(body), expected);
+        }
+        let err = GatewayError::from_upstream_answer(503, br#"{"error":{"message":"overloaded"}}"#);
+        assert_eq!(
+            (err.status(), err.message.as_str()),
+            (502, "upstream answered 503: overloaded")
+        );
     }
 
     #[test]

@@ -7,12 +7,8 @@
 
 use std::sync::Arc;
 
-use adapter_http::{
-    Upstream, decode_sse, error_answer, passthrough_response, secret_header, transport_error,
-};
+use adapter_http::{Upstream, body_bytes, decode_sse, secret_header};
 use async_trait::async_trait;
-use bytes::Bytes;
-use dialect_anthropic::error::from_upstream;
 use dialect_anthropic::request::encode_request;
 use dialect_anthropic::response::decode_response;
 use dialect_anthropic::stream::EventDecoder;
@@ -21,12 +17,14 @@ use gateway_core::{
     ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
     ProviderAdapter,
 };
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 pub use dialect_anthropic::DIALECT;
 
-/// The path of the Messages API relative to the endpoint.
+/// The Messages API path relative to the endpoint.
 const MESSAGES: &str = "v1/messages";
+/// The token counting path relative to the endpoint.
+const COUNT_TOKENS: &str = "v1/messages/count_tokens";
 
 gateway_core::inventory::submit! {
     AdapterFactory {
@@ -71,29 +69,6 @@ impl AnthropicAdapter {
             upstream: Upstream::new(endpoint, headers)?,
         })
     }
-
-    async fn post_messages(
-        &self,
-        request: &ChatRequest,
-    ) -> Result<reqwest::Response, GatewayError> {
-        let body = encode_request(request, &self.backend)?;
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
-        let response = self
-            .upstream
-            .post(
-                MESSAGES,
-                Bytes::from(bytes),
-                request.stream,
-                &HeaderMap::new(),
-            )
-            .await?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let (status, body) = error_answer(response).await;
-        Err(from_upstream(status, &body))
-    }
 }
 
 #[async_trait]
@@ -103,13 +78,14 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 
     async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
-        let response = self.post_messages(&request).await?;
-        let body = response.bytes().await.map_err(transport_error)?;
-        decode_response(&body)
+        let body = encode_request(&request, &self.backend)?;
+        let response = self.upstream.post_json(MESSAGES, &body, false).await?;
+        decode_response(&body_bytes(response).await?)
     }
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
-        let response = self.post_messages(&request).await?;
+        let body = encode_request(&request, &self.backend)?;
+        let response = self.upstream.post_json(MESSAGES, &body, true).await?;
         Ok(decode_sse(response, EventDecoder::default()))
     }
 
@@ -124,23 +100,8 @@ impl ProviderAdapter for AnthropicAdapter {
             object.remove("max_tokens");
             object.remove("stream");
         }
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
-        let response = self
-            .upstream
-            .post(
-                "v1/messages/count_tokens",
-                Bytes::from(bytes),
-                false,
-                &HeaderMap::new(),
-            )
-            .await?;
-        if !response.status().is_success() {
-            let (status, body) = error_answer(response).await;
-            return Err(from_upstream(status, &body));
-        }
-        let body = response.bytes().await.map_err(transport_error)?;
-        let counted: serde_json::Value = serde_json::from_slice(&body)
+        let response = self.upstream.post_json(COUNT_TOKENS, &body, false).await?;
+        let counted: serde_json::Value = serde_json::from_slice(&body_bytes(response).await?)
             .map_err(|err| GatewayError::upstream(format!("bad count_tokens answer: {err}")))?;
         counted["input_tokens"]
             .as_u64()
@@ -155,15 +116,6 @@ impl ProviderAdapter for AnthropicAdapter {
         &self,
         request: PassthroughRequest,
     ) -> Result<PassthroughResponse, GatewayError> {
-        let response = self
-            .upstream
-            .post(
-                &request.operation,
-                request.body,
-                request.stream,
-                &request.headers,
-            )
-            .await?;
-        Ok(passthrough_response(response))
+        self.upstream.passthrough(request).await
     }
 }

@@ -8,12 +8,8 @@
 
 use std::sync::Arc;
 
-use adapter_http::{
-    Upstream, decode_sse, error_answer, passthrough_response, secret_header, transport_error,
-};
+use adapter_http::{Upstream, body_bytes, decode_sse, secret_header};
 use async_trait::async_trait;
-use bytes::Bytes;
-use dialect_gemini::error::from_upstream;
 use dialect_gemini::model_path;
 use dialect_gemini::request::encode_request;
 use dialect_gemini::response::decode_response;
@@ -23,7 +19,7 @@ use gateway_core::{
     ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
     ProviderAdapter,
 };
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 pub use dialect_gemini::DIALECT;
 
@@ -67,26 +63,6 @@ impl GeminiAdapter {
             upstream: Upstream::new(endpoint, headers)?,
         })
     }
-
-    async fn post(&self, request: &ChatRequest) -> Result<reqwest::Response, GatewayError> {
-        let body = encode_request(request, &self.backend)?;
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
-        let path = if request.stream {
-            model_path(&request.model, "streamGenerateContent?alt=sse")
-        } else {
-            model_path(&request.model, "generateContent")
-        };
-        let response = self
-            .upstream
-            .post(&path, Bytes::from(bytes), request.stream, &HeaderMap::new())
-            .await?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let (status, body) = error_answer(response).await;
-        Err(from_upstream(status, &body))
-    }
 }
 
 #[async_trait]
@@ -96,13 +72,16 @@ impl ProviderAdapter for GeminiAdapter {
     }
 
     async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
-        let response = self.post(&request).await?;
-        let body = response.bytes().await.map_err(transport_error)?;
-        decode_response(&body)
+        let body = encode_request(&request, &self.backend)?;
+        let path = model_path(&request.model, "generateContent");
+        let response = self.upstream.post_json(&path, &body, false).await?;
+        decode_response(&body_bytes(response).await?)
     }
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
-        let response = self.post(&request).await?;
+        let body = encode_request(&request, &self.backend)?;
+        let path = model_path(&request.model, "streamGenerateContent?alt=sse");
+        let response = self.upstream.post_json(&path, &body, true).await?;
         Ok(decode_sse(response, ChunkDecoder::default()))
     }
 
@@ -115,19 +94,9 @@ impl ProviderAdapter for GeminiAdapter {
         let mut inner = encode_request(&request, &self.backend)?;
         inner["model"] = serde_json::json!(format!("models/{}", request.model));
         let body = serde_json::json!({ "generateContentRequest": inner });
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
         let path = model_path(&request.model, "countTokens");
-        let response = self
-            .upstream
-            .post(&path, Bytes::from(bytes), false, &HeaderMap::new())
-            .await?;
-        if !response.status().is_success() {
-            let (status, body) = error_answer(response).await;
-            return Err(from_upstream(status, &body));
-        }
-        let body = response.bytes().await.map_err(transport_error)?;
-        let counted: serde_json::Value = serde_json::from_slice(&body)
+        let response = self.upstream.post_json(&path, &body, false).await?;
+        let counted: serde_json::Value = serde_json::from_slice(&body_bytes(response).await?)
             .map_err(|err| GatewayError::upstream(format!("bad countTokens answer: {err}")))?;
         counted["totalTokens"]
             .as_u64()
@@ -142,15 +111,6 @@ impl ProviderAdapter for GeminiAdapter {
         &self,
         request: PassthroughRequest,
     ) -> Result<PassthroughResponse, GatewayError> {
-        let response = self
-            .upstream
-            .post(
-                &request.operation,
-                request.body,
-                request.stream,
-                &request.headers,
-            )
-            .await?;
-        Ok(passthrough_response(response))
+        self.upstream.passthrough(request).await
     }
 }

@@ -11,4 +11,6 @@ mod upstream;
 
 pub use ndjson::decode_ndjson;
 pub use sse::decode_sse;
-pub use upstream::{Upstream, error_answer, passthrough_response, secret_header, transport_error};
+pub use upstream::{
+    Upstream, body_bytes, error_answer, passthrough_response, secret_header, transport_error,
+};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use gateway_core::registry::BuildError;
-use gateway_core::{GatewayError, PassthroughResponse};
+use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -93,6 +93,44 @@ impl Upstream {
             .map_err(transport_error)
     }
 
+    /// Serialises `body`, POSTs it to `path` and returns the response when it
+    /// is a success; an upstream error answer becomes the matching
+    /// [`GatewayError`] (translated path, DESIGN §4).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        stream: bool,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|err| GatewayError::internal(format!("cannot encode the request: {err}")))?;
+        let response = self
+            .post(path, Bytes::from(bytes), stream, &HeaderMap::new())
+            .await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let (status, body) = error_answer(response).await;
+        Err(GatewayError::from_upstream_answer(status, &body))
+    }
+
+    /// Forwards a same-dialect request untouched and returns the upstream's
+    /// answer untouched, whatever its status.
+    pub async fn passthrough(
+        &self,
+        request: PassthroughRequest,
+    ) -> Result<PassthroughResponse, GatewayError> {
+        let response = self
+            .post(
+                &request.operation,
+                request.body,
+                request.stream,
+                &request.headers,
+            )
+            .await?;
+        Ok(passthrough_response(response))
+    }
+
     /// GETs `path` (relative to the endpoint).
     pub async fn get(&self, path: &str) -> Result<reqwest::Response, GatewayError> {
         self.client
@@ -104,8 +142,7 @@ impl Upstream {
     }
 }
 
-/// The status and body of an upstream error answer, for the dialect's error
-/// mapping.
+/// The status and body of an upstream error answer.
 pub async fn error_answer(response: reqwest::Response) -> (u16, Bytes) {
     let status = response.status().as_u16();
     (status, response.bytes().await.unwrap_or_default())
@@ -142,4 +179,9 @@ pub fn transport_error(err: reqwest::Error) -> GatewayError {
     } else {
         GatewayError::connect(format!("the upstream connection failed: {detail}"))
     }
+}
+
+/// The whole body of a successful upstream answer.
+pub async fn body_bytes(response: reqwest::Response) -> Result<Bytes, GatewayError> {
+    response.bytes().await.map_err(transport_error)
 }

@@ -7,16 +7,17 @@
 
 use std::sync::Arc;
 
-use adapter_http::{Upstream, decode_ndjson, error_answer, secret_header, transport_error};
+use adapter_http::{Upstream, body_bytes, decode_ndjson, secret_header};
 use async_trait::async_trait;
-use bytes::Bytes;
-use dialect_ollama::{LineDecoder, decode_response, encode_request, from_upstream};
+use dialect_ollama::{LineDecoder, decode_response, encode_request};
 use gateway_core::registry::{AdapterFactory, BackendContext, BuildError};
 use gateway_core::{ChatRequest, ChatResponse, ChatStream, GatewayError, ProviderAdapter};
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 pub use dialect_ollama::DIALECT;
+
+/// The chat path relative to the endpoint.
+const CHAT: &str = "api/chat";
 
 gateway_core::inventory::submit! {
     AdapterFactory {
@@ -58,21 +59,11 @@ impl OllamaAdapter {
             upstream: Upstream::new(endpoint, headers)?,
         })
     }
+}
 
-    async fn post(&self, request: &ChatRequest) -> Result<reqwest::Response, GatewayError> {
-        let body = encode_request(request, &self.backend)?;
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
-        let response = self
-            .upstream
-            .post("api/chat", Bytes::from(bytes), false, &HeaderMap::new())
-            .await?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let (status, body) = error_answer(response).await;
-        Err(from_upstream(status, &body))
-    }
+/// Ollama's made-up tool call ids start with the gateway's request id.
+fn id_prefix(request: &ChatRequest) -> String {
+    request.request_id.clone().unwrap_or_else(|| "0".to_owned())
 }
 
 #[async_trait]
@@ -82,16 +73,18 @@ impl ProviderAdapter for OllamaAdapter {
     }
 
     async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
-        let response = self.post(&request).await?;
-        let body = response.bytes().await.map_err(transport_error)?;
-        decode_response(&body, request.request_id.as_deref().unwrap_or("0"))
+        let body = encode_request(&request, &self.backend)?;
+        // Ollama streams by default: the body always says which it wants.
+        let response = self.upstream.post_json(CHAT, &body, false).await?;
+        decode_response(&body_bytes(response).await?, &id_prefix(&request))
     }
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
-        let response = self.post(&request).await?;
+        let body = encode_request(&request, &self.backend)?;
+        let response = self.upstream.post_json(CHAT, &body, false).await?;
         Ok(decode_ndjson(
             response,
-            LineDecoder::new(request.request_id.as_deref().unwrap_or("0")),
+            LineDecoder::new(&id_prefix(&request)),
         ))
     }
 }

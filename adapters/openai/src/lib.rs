@@ -8,12 +8,8 @@
 
 use std::sync::Arc;
 
-use adapter_http::{
-    Upstream, decode_sse, error_answer, passthrough_response, secret_header, transport_error,
-};
+use adapter_http::{Upstream, body_bytes, decode_sse, error_answer, secret_header};
 use async_trait::async_trait;
-use bytes::Bytes;
-use dialect_openai::error::from_upstream;
 use dialect_openai::request::encode_request;
 use dialect_openai::response::decode_response;
 use dialect_openai::stream::ChunkDecoder;
@@ -22,10 +18,12 @@ use gateway_core::{
     ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
     ProviderAdapter,
 };
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 pub use dialect_openai::DIALECT;
+
+/// The chat completions path relative to the endpoint.
+const CHAT: &str = "chat/completions";
 
 gateway_core::inventory::submit! {
     AdapterFactory {
@@ -68,26 +66,6 @@ impl OpenAiAdapter {
             upstream: Upstream::new(endpoint, headers)?,
         })
     }
-
-    async fn post_chat(&self, request: &ChatRequest) -> Result<reqwest::Response, GatewayError> {
-        let body = encode_request(request, &self.backend)?;
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|err| GatewayError::internal(format!("cannot encode request: {err}")))?;
-        let response = self
-            .upstream
-            .post(
-                "chat/completions",
-                Bytes::from(bytes),
-                request.stream,
-                &HeaderMap::new(),
-            )
-            .await?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let (status, body) = error_answer(response).await;
-        Err(from_upstream(status, &body))
-    }
 }
 
 #[async_trait]
@@ -97,13 +75,14 @@ impl ProviderAdapter for OpenAiAdapter {
     }
 
     async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
-        let response = self.post_chat(&request).await?;
-        let body = response.bytes().await.map_err(transport_error)?;
-        decode_response(&body)
+        let body = encode_request(&request, &self.backend)?;
+        let response = self.upstream.post_json(CHAT, &body, false).await?;
+        decode_response(&body_bytes(response).await?)
     }
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
-        let response = self.post_chat(&request).await?;
+        let body = encode_request(&request, &self.backend)?;
+        let response = self.upstream.post_json(CHAT, &body, true).await?;
         Ok(decode_sse(response, ChunkDecoder::default()))
     }
 
@@ -111,10 +90,9 @@ impl ProviderAdapter for OpenAiAdapter {
         let response = self.upstream.get("models").await?;
         if !response.status().is_success() {
             let (status, body) = error_answer(response).await;
-            return Err(from_upstream(status, &body));
+            return Err(GatewayError::from_upstream_answer(status, &body));
         }
-        let body = response.bytes().await.map_err(transport_error)?;
-        let listing: serde_json::Value = serde_json::from_slice(&body)
+        let listing: serde_json::Value = serde_json::from_slice(&body_bytes(response).await?)
             .map_err(|err| GatewayError::upstream(format!("bad model listing: {err}")))?;
         Ok(listing["data"]
             .as_array()
@@ -135,15 +113,6 @@ impl ProviderAdapter for OpenAiAdapter {
         &self,
         request: PassthroughRequest,
     ) -> Result<PassthroughResponse, GatewayError> {
-        let response = self
-            .upstream
-            .post(
-                &request.operation,
-                request.body,
-                request.stream,
-                &request.headers,
-            )
-            .await?;
-        Ok(passthrough_response(response))
+        self.upstream.passthrough(request).await
     }
 }

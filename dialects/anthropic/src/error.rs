@@ -1,7 +1,6 @@
 //! Anthropic's error shape: `{"type":"error","error":{"type","message"}}`.
 
 use gateway_core::{ErrorKind, GatewayError};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Anthropic's error `type` for each kind, so the SDK's exception classes
@@ -31,40 +30,6 @@ pub fn error_body(err: &GatewayError) -> Value {
     })
 }
 
-/// The message in an Anthropic error body, or the body itself (cut short).
-pub fn upstream_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Body {
-        error: Inner,
-    }
-    #[derive(Deserialize)]
-    struct Inner {
-        message: String,
-    }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(parsed) => parsed.error.message,
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let cut: String = text.trim().chars().take(300).collect();
-            if cut.is_empty() {
-                "(empty body)".to_owned()
-            } else {
-                cut
-            }
-        }
-    }
-}
-
-/// Maps an upstream error answer to a [`GatewayError`] (translated path).
-/// Anthropic's 529 (overloaded) is retryable like a 503.
-pub fn from_upstream(status: u16, body: &[u8]) -> GatewayError {
-    GatewayError::from_upstream_status(
-        status,
-        format!("upstream answered {status}: {}", upstream_message(body)),
-        &String::from_utf8_lossy(body),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,13 +39,7 @@ mod tests {
         let mut err = GatewayError::not_found("unknown model 'x'");
         err.param = Some("model".into());
         insta::assert_snapshot!(error_body(&err).to_string(), @r#"{"type":"error","error":{"type":"not_found_error","message":"unknown model 'x'"}}"#);
-        assert_eq!(
-            upstream_message(
-                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
-            ),
-            "Overloaded"
-        );
-        let err = from_upstream(
+        let err = GatewayError::from_upstream_answer(
             529,
             br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
         );

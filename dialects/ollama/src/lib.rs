@@ -274,19 +274,6 @@ impl WireDecoder for LineDecoder {
     }
 }
 
-/// The message in an Ollama error body (`{"error": "..."}`).
-pub fn from_upstream(status: u16, body: &[u8]) -> GatewayError {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|value| value["error"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
-    GatewayError::from_upstream_status(
-        status,
-        format!("upstream answered {status}: {message}"),
-        &String::from_utf8_lossy(body),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,46 +55,6 @@ pub fn error_body(err: &GatewayError) -> ErrorBody {
     }
 }
 
-/// The message an OpenAI-compatible upstream put in its error body, or the
-/// body itself (cut short) when it is not in OpenAI's shape.
-pub fn upstream_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Loose {
-        error: LooseError,
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum LooseError {
-        Object { message: String },
-        Text(String),
-    }
-    match serde_json::from_slice::<Loose>(body) {
-        Ok(Loose {
-            error: LooseError::Object { message } | LooseError::Text(message),
-        }) => message,
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let trimmed = text.trim();
-            let cut: String = trimmed.chars().take(300).collect();
-            if cut.is_empty() {
-                "(empty body)".to_owned()
-            } else {
-                cut
-            }
-        }
-    }
-}
-
-/// Maps an upstream error answer to a [`GatewayError`] (translated path).
-pub fn from_upstream(status: u16, body: &[u8]) -> GatewayError {
-    let message = upstream_message(body);
-    GatewayError::from_upstream_status(
-        status,
-        format!("upstream answered {status}: {message}"),
-        &String::from_utf8_lossy(body),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,22 +65,5 @@ mod tests {
         err.param = Some("model".into());
         let body = serde_json::to_string(&error_body(&err)).expect("json");
         insta::assert_snapshot!(body, @r#"{"error":{"message":"unknown model 'x'","type":"invalid_request_error","param":"model","code":"model_not_found"}}"#);
-    }
-
-    #[test]
-    fn upstream_messages_are_extracted_or_quoted() {
-        assert_eq!(
-            upstream_message(br#"{"error":{"message":"quota"}}"#),
-            "quota"
-        );
-        assert_eq!(upstream_message(br#"{"error":"plain"}"#), "plain");
-        assert_eq!(
-            upstream_message(b"<html>bad gateway</html>"),
-            "<html>bad gateway</html>"
-        );
-        assert_eq!(upstream_message(b""), "(empty body)");
-        let err = from_upstream(503, br#"{"error":{"message":"overloaded"}}"#);
-        assert_eq!(err.status(), 502);
-        assert_eq!(err.message, "upstream answered 503: overloaded");
     }
 }

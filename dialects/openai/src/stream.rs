@@ -7,7 +7,9 @@ use gateway_core::{ChatEvent, FinishReason, GatewayError, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::{error_body, upstream_message};
+use gateway_core::error::upstream_message;
+
+use crate::error::error_body;
 use crate::response::{WireUsage, completion_id, finish_reason_name, parse_finish_reason};
 
 #[derive(Deserialize)]

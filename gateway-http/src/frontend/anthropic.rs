@@ -10,7 +10,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use dialect_anthropic::error::error_body;
 use dialect_anthropic::request::decode_request;
@@ -20,7 +20,7 @@ use gateway_core::body::probe;
 use gateway_core::{GatewayError, PassthroughRequest, Route};
 
 use crate::app::AppState;
-use crate::frontend::shared::{body_rejection, passthrough_response, sse_response};
+use crate::frontend::shared::{self, body_rejection, passthrough_response, sse_response};
 use crate::request_id::RequestId;
 
 /// Caller headers that are part of an Anthropic request and go upstream on
@@ -29,14 +29,7 @@ const FORWARDED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
 /// Renders `err` as Anthropic does.
 pub(crate) fn error_response(err: &GatewayError) -> Response {
-    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, Json(error_body(err))).into_response();
-    if let Some(retry_after) = err.retry_after
-        && let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    shared::error_response(err, error_body(err))
 }
 
 /// `POST /v1/messages`.
@@ -50,13 +43,10 @@ pub(crate) async fn messages(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection)),
     };
-    match handle(&state, request_id, &headers, body).await {
-        Ok(response) => response,
-        Err(err) => {
-            tracing::debug!(status = err.status(), backend = ?err.backend, "request failed: {err}");
-            error_response(&err)
-        }
-    }
+    shared::respond(
+        handle(&state, request_id, &headers, body).await,
+        error_response,
+    )
 }
 
 async fn handle(

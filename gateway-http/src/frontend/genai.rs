@@ -12,7 +12,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use dialect_gemini::error::error_body;
 use dialect_gemini::model_path;
@@ -23,20 +23,13 @@ use gateway_core::{GatewayError, PassthroughRequest, Route};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::frontend::shared::{body_rejection, passthrough_response, sse_response};
+use crate::frontend::shared::{self, body_rejection, passthrough_response, sse_response};
 use crate::frontend::tokens;
 use crate::request_id::RequestId;
 
 /// Renders `err` as Google does.
 pub(crate) fn error_response(err: &GatewayError) -> Response {
-    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, Json(error_body(err))).into_response();
-    if let Some(retry_after) = err.retry_after
-        && let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    shared::error_response(err, error_body(err))
 }
 
 /// The methods this frontend serves.
@@ -79,13 +72,10 @@ pub(crate) async fn model_action(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection)),
     };
-    match handle(&state, request_id, &rest, body).await {
-        Ok(response) => response,
-        Err(err) => {
-            tracing::debug!(status = err.status(), backend = ?err.backend, "request failed: {err}");
-            error_response(&err)
-        }
-    }
+    shared::respond(
+        handle(&state, request_id, &rest, body).await,
+        error_response,
+    )
 }
 
 async fn handle(

@@ -9,7 +9,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dialect_openai::error::error_body;
 use dialect_openai::request::decode_request;
@@ -20,19 +19,12 @@ use gateway_core::{GatewayError, PassthroughRequest, Route};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::frontend::shared::{body_rejection, passthrough_response, sse_response, unix_now};
+use crate::frontend::shared::{self, body_rejection, passthrough_response, sse_response, unix_now};
 use crate::request_id::RequestId;
 
 /// Renders `err` as OpenAI does: its status and `{"error": {...}}`.
 pub(crate) fn error_response(err: &GatewayError) -> Response {
-    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, Json(error_body(err))).into_response();
-    if let Some(retry_after) = err.retry_after
-        && let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    shared::error_response(err, json!(error_body(err)))
 }
 
 /// `POST /v1/chat/completions`.
@@ -45,13 +37,7 @@ pub(crate) async fn chat_completions(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection)),
     };
-    match handle(&state, request_id, body).await {
-        Ok(response) => response,
-        Err(err) => {
-            tracing::debug!(status = err.status(), backend = ?err.backend, "request failed: {err}");
-            error_response(&err)
-        }
-    }
+    shared::respond(handle(&state, request_id, body).await, error_response)
 }
 
 async fn handle(

@@ -7,10 +7,35 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures::StreamExt;
 use gateway_core::{ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse};
+
+/// An error response with `err`'s status, `body` (the dialect's rendering of
+/// it) and `Retry-After` when the error says when to retry.
+pub(crate) fn error_response(err: &GatewayError, body: serde_json::Value) -> Response {
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(retry_after) = err.retry_after
+        && let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// What a handler answers: its response, or its error rendered by the
+/// dialect's `render`.
+pub(crate) fn respond(
+    result: Result<Response, GatewayError>,
+    render: fn(&GatewayError) -> Response,
+) -> Response {
+    result.unwrap_or_else(|err| {
+        tracing::debug!(status = err.status(), backend = ?err.backend, "request failed: {err}");
+        render(&err)
+    })
+}
 
 /// Maps axum's body extraction failure (too large, unreadable) to ours.
 pub(crate) fn body_rejection(rejection: &BytesRejection) -> GatewayError {
