@@ -112,14 +112,24 @@ impl Gateway {
             let at = FieldPath::root().key("backends").index(index);
             let Some(provider) = registry.get(&backend.dialect) else {
                 let known: Vec<&str> = registry.dialects().collect();
-                issues.push(ConfigIssue::new(
-                    at.key("dialect"),
-                    format!(
-                        "unknown dialect '{}'; this build knows: {}",
-                        backend.dialect,
-                        known.join(", ")
-                    ),
-                ));
+                let message =
+                    if crate::registry::FIRST_PARTY_DIALECTS.contains(&backend.dialect.as_str()) {
+                        format!(
+                            "dialect '{}' is not compiled into this build; rebuild with \
+                         `--features {}` (this build knows: {})",
+                            backend.dialect,
+                            backend.dialect,
+                            known.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "unknown dialect '{}'; this build knows: {} (a run-time plugin may \
+                         provide others)",
+                            backend.dialect,
+                            known.join(", ")
+                        )
+                    };
+                issues.push(ConfigIssue::new(at.key("dialect"), message));
                 continue;
             };
             let (credential, credential_label) = match &backend.credential {
@@ -157,6 +167,7 @@ impl Gateway {
                 id: backend.id.clone(),
                 endpoint: endpoint.clone(),
                 credential,
+                options: backend.options.clone(),
             };
             let adapter = match provider.build(&context) {
                 Ok(adapter) => adapter,
@@ -265,12 +276,20 @@ impl Gateway {
         mut request: ChatRequest,
     ) -> Result<ChatResponse, GatewayError> {
         let backend = self.backend(route)?;
-        prepare(&mut request, route, false);
-        backend
+        let request_id = prepare(&mut request, route, false);
+        let mut response = backend
             .adapter
             .chat_once(request)
             .await
-            .map_err(|err| err.with_backend(&route.backend))
+            .map_err(|err| err.with_backend(&route.backend))?;
+        // Adapters whose upstream names neither leave them empty.
+        if response.id.is_empty() {
+            response.id = request_id;
+        }
+        if response.model.is_empty() {
+            response.model = route.upstream_model.to_string();
+        }
+        Ok(response)
     }
 
     /// Sends `request` to an already resolved route and returns its events.

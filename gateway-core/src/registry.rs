@@ -12,6 +12,11 @@ use std::sync::Arc;
 use crate::adapter::ProviderAdapter;
 use crate::secret::Secret;
 
+/// The dialects of this repository's own adapter crates; each is a Cargo
+/// feature of the same name in `gateway-http`, so a config naming one that a
+/// build left out can say which feature to enable.
+pub const FIRST_PARTY_DIALECTS: &[&str] = &["anthropic", "gemini", "mock", "ollama", "openai"];
+
 /// What a factory knows about the backend it builds an adapter for.
 #[derive(Debug, Clone)]
 pub struct BackendContext {
@@ -21,6 +26,9 @@ pub struct BackendContext {
     pub endpoint: Option<url::Url>,
     /// The resolved credential, or `None` for `credential = "none"`.
     pub credential: Option<Secret>,
+    /// The backend's `options` table: dialect-specific settings, for
+    /// plugins (built-in dialects take none).
+    pub options: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a factory could not build an adapter.
@@ -166,6 +174,12 @@ impl DialectProvider for StaticFactory {
     }
 
     fn build(&self, backend: &BackendContext) -> Result<Arc<dyn ProviderAdapter>, BuildError> {
+        if !backend.options.is_empty() {
+            return Err(BuildError::field(
+                "options",
+                format!("the built-in '{}' dialect takes no options", self.0.dialect),
+            ));
+        }
         (self.0.build)(backend)
     }
 }

@@ -52,22 +52,24 @@ pub enum Command {
     Schema,
     /// List every resolvable model name and where it routes.
     Routes,
+    /// List the dialects this gateway knows: built in and from plugins.
+    Plugins,
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let registry = Registry::builtin();
     let result = match cli.command {
-        None => serve(&cli.config, cli.listen, &registry),
-        Some(Command::Serve { listen }) => serve(&cli.config, listen.or(cli.listen), &registry),
-        Some(Command::Validate) => validate(&cli.config, &registry),
+        None => serve(&cli.config, cli.listen),
+        Some(Command::Serve { listen }) => serve(&cli.config, listen.or(cli.listen)),
+        Some(Command::Validate) => validate(&cli.config),
         Some(Command::Schema) => {
             print!("{}", config::schema_json());
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Routes) => routes(&cli.config, &registry),
+        Some(Command::Routes) => routes(&cli.config),
+        Some(Command::Plugins) => plugins(&cli.config),
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -96,95 +98,146 @@ fn load(explicit: &Option<PathBuf>, registry: &Registry) -> Result<(Config, Stri
     })
 }
 
-fn build(
-    config: &Config,
-    source: &str,
-    registry: &Registry,
-    missing: MissingCredential,
-) -> Result<(Gateway, Vec<config::ConfigIssue>), ConfigError> {
-    let env = |name: &str| std::env::var(name).ok();
-    Gateway::build(config, registry, &env, missing, source)
+/// Everything a command needs: the config, where it came from, the loaded
+/// plugins and the built gateway.
+struct Loaded {
+    config: Config,
+    source: String,
+    plugins: Vec<crate::plugins::LoadedPlugin>,
+    registry: Registry,
+    gateway: Gateway,
+    warnings: Vec<String>,
 }
 
-fn serve(
-    explicit: &Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    registry: &Registry,
-) -> anyhow::Result<ExitCode> {
-    let (config, source) = match load(explicit, registry) {
+/// Loads the config, its plugins and the gateway; on failure prints the
+/// errors (each naming its field or file) and returns `None`.
+fn load_gateway(explicit: &Option<PathBuf>, missing: MissingCredential) -> Option<Loaded> {
+    let mut registry = Registry::builtin();
+    let (config, source) = match load(explicit, &registry) {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("{err}");
-            return Ok(ExitCode::FAILURE);
+            return None;
         }
     };
-    let gateway = match build(&config, &source, registry, MissingCredential::Fail) {
-        Ok((gateway, _)) => gateway,
+    let base = match explicit {
+        Some(path) => path.parent().map(PathBuf::from).unwrap_or_default(),
+        None if source.starts_with('<') => PathBuf::from("."),
+        None => PathBuf::from(&source)
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+    };
+    let (plugins, plugin_warnings) =
+        match crate::plugins::load_all(&config.plugins, &base, &mut registry) {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                eprintln!("{source}: {err}");
+                return None;
+            }
+        };
+    let env = |name: &str| std::env::var(name).ok();
+    match Gateway::build(&config, &registry, &env, missing, &source) {
+        Ok((gateway, issues)) => {
+            let mut warnings: Vec<String> = plugin_warnings
+                .iter()
+                .map(|err| format!("{err} (optional, skipped)"))
+                .collect();
+            warnings.extend(
+                issues
+                    .iter()
+                    .map(|issue| format!("{}: {}", issue.path, issue.message)),
+            );
+            Some(Loaded {
+                config,
+                source,
+                plugins,
+                registry,
+                gateway,
+                warnings,
+            })
+        }
         Err(err) => {
             eprintln!("{err}");
-            return Ok(ExitCode::FAILURE);
+            None
         }
+    }
+}
+
+fn serve(explicit: &Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_gateway(explicit, MissingCredential::Fail) else {
+        return Ok(ExitCode::FAILURE);
     };
+    for warning in &loaded.warnings {
+        tracing::warn!("{}: {warning}", loaded.source);
+    }
     let listen = match listen {
         Some(listen) => listen,
-        None => config.server.listen.parse()?,
+        None => loaded.config.server.listen.parse()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(crate::serve(
-        Arc::new(gateway),
+        Arc::new(loaded.gateway),
         crate::ServeOptions {
             listen,
-            config_source: source,
+            config_source: loaded.source,
         },
     ))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(explicit: &Option<PathBuf>, registry: &Registry) -> anyhow::Result<ExitCode> {
-    let (config, source) = match load(explicit, registry) {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("{err}");
-            return Ok(ExitCode::FAILURE);
-        }
+fn validate(explicit: &Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_gateway(explicit, MissingCredential::Warn) else {
+        return Ok(ExitCode::FAILURE);
     };
-    match build(&config, &source, registry, MissingCredential::Warn) {
-        Ok((gateway, warnings)) => {
-            for warning in warnings {
-                eprintln!("warning: {source}: {}: {}", warning.path, warning.message);
-            }
-            println!(
-                "{source} is valid: {} backend(s), {} route name(s)",
-                gateway.providers().len(),
-                gateway.router().names().len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            eprintln!("{err}");
-            Ok(ExitCode::FAILURE)
-        }
+    for warning in &loaded.warnings {
+        eprintln!("warning: {}: {warning}", loaded.source);
     }
+    println!(
+        "{} is valid: {} backend(s), {} route name(s)",
+        loaded.source,
+        loaded.gateway.providers().len(),
+        loaded.gateway.router().names().len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
-fn routes(explicit: &Option<PathBuf>, registry: &Registry) -> anyhow::Result<ExitCode> {
-    let (config, source) = match load(explicit, registry) {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("{err}");
-            return Ok(ExitCode::FAILURE);
-        }
+fn routes(explicit: &Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_gateway(explicit, MissingCredential::Warn) else {
+        return Ok(ExitCode::FAILURE);
     };
-    let gateway = match build(&config, &source, registry, MissingCredential::Warn) {
-        Ok((gateway, _)) => gateway,
-        Err(err) => {
-            eprintln!("{err}");
-            return Ok(ExitCode::FAILURE);
-        }
+    print!("{}", routes_table(&loaded.gateway));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugins(explicit: &Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_gateway(explicit, MissingCredential::Warn) else {
+        return Ok(ExitCode::FAILURE);
     };
-    print!("{}", routes_table(&gateway));
+    for warning in &loaded.warnings {
+        eprintln!("warning: {}: {warning}", loaded.source);
+    }
+    println!("DIALECT  ORIGIN");
+    for dialect in loaded.registry.dialects() {
+        let origin = loaded
+            .registry
+            .get(dialect)
+            .map(|provider| provider.origin())
+            .unwrap_or_default();
+        println!("{dialect}  {origin}");
+    }
+    for plugin in &loaded.plugins {
+        println!(
+            "\nplugin {} {} (modelgate-plugin {}) from {}: {}",
+            plugin.name,
+            plugin.version,
+            plugin.sdk_version,
+            plugin.path,
+            plugin.dialects.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

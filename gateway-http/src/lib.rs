@@ -10,6 +10,8 @@ pub mod adapters;
 pub mod app;
 pub mod cli;
 mod frontend;
+#[allow(unsafe_code)]
+pub mod plugins;
 mod request_id;
 mod server;
 

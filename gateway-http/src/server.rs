@@ -27,6 +27,7 @@ pub async fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Resu
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", options.listen))?;
     let local = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     tracing::info!(config = %options.config_source, backends = gateway.providers().len(), "modelgate started");
     {
         let mut stdout = std::io::stdout().lock();
@@ -34,31 +35,33 @@ pub async fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Resu
         stdout.flush()?;
     }
     axum::serve(listener, crate::app::router(gateway))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("modelgate stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Installs the SIGINT and SIGTERM handlers now (before the start-up line is
+/// printed, so a signal sent right after it is never missed) and returns the
+/// future that completes on the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    })
+}
+
+/// Ctrl-C only, where there are no Unix signals.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received, shutting down");
+    })
 }

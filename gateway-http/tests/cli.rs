@@ -57,7 +57,7 @@ fn validate_rejects_a_broken_config_naming_the_field() {
     assert_eq!(code, 1);
     insta::assert_snapshot!(stderr, @r"
     CONFIG has 1 error:
-      CONFIG: backends[0].dialect: unknown dialect 'nonesuch'; this build knows: anthropic, gemini, mock, ollama, openai
+      CONFIG: backends[0].dialect: unknown dialect 'nonesuch'; this build knows: anthropic, gemini, mock, ollama, openai (a run-time plugin may provide others)
     ");
 }
 

@@ -1,7 +1,7 @@
 """Starts the real mock upstream and the real modelgate binary for the SDK suite.
 
-The binaries come from MODELGATE_BIN and MOCK_UPSTREAM_BIN (set by
-`cargo xtask test`); each prints "... listening on http://ADDR" once it
+The binaries come from MODELGATE_BIN and MOCK_UPSTREAM_BIN, the example
+plugin from MODELGATE_PROCESS_PLUGIN (all set by `cargo xtask test`); each prints "... listening on http://ADDR" once it
 accepts connections, which is what the fixtures wait for.
 """
 
@@ -35,7 +35,7 @@ def _start(argv, marker, env=None):
 def _binary(var):
     path = os.environ.get(var)
     if not path or not pathlib.Path(path).is_file():
-        pytest.exit(f"{var} must name a built binary; run the suite with `cargo xtask test`", 2)
+        pytest.exit(f"{var} must name a built file; run the suite with `cargo xtask test`", 2)
     return path
 
 
@@ -118,6 +118,15 @@ id = "local"
 dialect = "ollama"
 endpoint = "{upstream.base}"
 models = [{{ id = "llama", upstream = "llama-test-upstream" }}, {{ id = "parallel" }}]
+
+[[plugins]]
+path = "{_binary("MODELGATE_PROCESS_PLUGIN")}"
+
+[[backends]]
+id = "script"
+dialect = "process"
+models = [{{ id = "upper" }}]
+options = {{ command = "tr", args = ["a-z", "A-Z"] }}
 
 [aliases]
 default = "mock/echo"

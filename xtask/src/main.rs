@@ -74,10 +74,22 @@ fn cargo() -> Command {
 fn test() -> Result<(), String> {
     run(cargo().args(["test", "--workspace"]))?;
     run(cargo().args(["build", "-p", "gateway-http", "-p", "mock-upstream"]))?;
-    sdk_suite()
+    // The example plugin, built the way a third party would: its own cargo
+    // invocation and target directory (the Rust tests use the same one).
+    let plugin_target = target_dir().join("plugin-build");
+    run(cargo()
+        .args(["build", "-p", "modelgate-plugin-process", "--target-dir"])
+        .arg(&plugin_target))?;
+    sdk_suite(&plugin_target.join("debug/libmodelgate_plugin_process.so"))
 }
 
-fn sdk_suite() -> Result<(), String> {
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn sdk_suite(process_plugin: &Path) -> Result<(), String> {
     let root = root();
     let sdk = root.join("tests/sdk");
     let venv = sdk.join(".venv");
@@ -95,14 +107,12 @@ fn sdk_suite() -> Result<(), String> {
             "-r",
         ])
         .arg(sdk.join("requirements.txt")))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let debug = target.join("debug");
+    let debug = target_dir().join("debug");
     run(Command::new(venv.join("bin/python"))
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(&sdk)
         .env("MODELGATE_BIN", debug.join("modelgate"))
         .env("MOCK_UPSTREAM_BIN", debug.join("mock-upstream"))
+        .env("MODELGATE_PROCESS_PLUGIN", process_plugin)
         .current_dir(&sdk))
 }

@@ -35,6 +35,22 @@ pub struct Config {
     /// Names that route to a `backend/model`; `default` must be present.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    /// Shared libraries that provide more dialects, loaded at start-up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One `[[plugins]]` entry: a provider plugin built as a shared library.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The library's path; relative paths are relative to the config file.
+    #[schemars(length(min = 1))]
+    pub path: String,
+    /// Skip the plugin (with a warning) when it cannot be loaded, instead
+    /// of refusing to start.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// The `[server]` section.
@@ -81,6 +97,10 @@ pub struct BackendConfig {
     /// The models this backend serves.
     #[schemars(length(min = 1))]
     pub models: Vec<ModelConfig>,
+    /// Dialect-specific settings, passed to plugin dialects (built-in
+    /// dialects take none).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub options: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where a backend's upstream credential comes from.
