@@ -255,3 +255,54 @@ fn bad_options_name_the_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_plugins_command_lists_dialects_with_their_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("modelgate.toml");
+    std::fs::write(&path, config(r#"{ command = "cat" }"#)).expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["plugins", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run modelgate");
+    assert!(output.status.success());
+    let plugin = process_plugin().display().to_string();
+    let stdout = String::from_utf8_lossy(&output.stdout).replace(&plugin, "PLUGIN");
+    insta::assert_snapshot!(stdout, @r"
+    DIALECT  ORIGIN
+    anthropic  built-in
+    gemini  built-in
+    mock  built-in
+    ollama  built-in
+    openai  built-in
+    process  plugin process 0.1.0 (PLUGIN)
+
+    plugin process 0.1.0 (modelgate-plugin 0.1.0) from PLUGIN: process
+    ");
+}
+
+#[tokio::test]
+async fn json_input_and_timeouts() {
+    // `input = "json"` hands the command the whole canonical request.
+    let gateway = Modelgate::start(&config(
+        r#"{ command = "sh", args = ["-c", "tr -d '\\n' | head -c 40; echo"], input = "json" }"#,
+    ))
+    .await;
+    let body: Value = chat(&gateway, false, "x").await.json().await.expect("json");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "{\"model\":\"run\",\"messages\":[{\"role\":\"user\n"
+    );
+    let gateway = Modelgate::start(&config(
+        r#"{ command = "sleep", args = ["30"], timeout_secs = 1 }"#,
+    ))
+    .await;
+    let response = chat(&gateway, false, "x").await;
+    assert_eq!(response.status(), 504);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body["error"]["message"],
+        "plugin: 'sleep' did not finish in time"
+    );
+}
