@@ -1,21 +1,16 @@
 //! `/v1/messages` in Anthropic's wire format, with the same model-name
 //! behaviours as the OpenAI endpoint.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use crate::{
-    DisconnectGuard, MockState, Plan, error_status, record, text_of, tokio_stream_interval,
-};
+use crate::{MockState, Plan, Script, error_status, failure, record, text_of};
 
 fn event(name: &str, data: &Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
@@ -103,20 +98,15 @@ pub(crate) async fn messages(
     let json = record(&state, &method, &uri, &headers, &body);
     let model = json["model"].as_str().unwrap_or("").to_owned();
     if let Some(status) = error_status(&model) {
-        let mut response = (
+        let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+            "rate_limit_error"
+        } else {
+            "api_error"
+        };
+        return failure(
             status,
-            axum::Json(json!({"type": "error", "error": {
-                "type": if status == StatusCode::TOO_MANY_REQUESTS { "rate_limit_error" } else { "api_error" },
-                "message": format!("mock upstream failure {}", status.as_u16()),
-            }})),
-        )
-            .into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("7"));
-        }
-        return response;
+            json!({"type": "error", "error": {"type": kind, "message": format!("mock upstream failure {}", status.as_u16())}}),
+        );
     }
     if model.contains("bad-json") {
         return (
@@ -130,24 +120,21 @@ pub(crate) async fn messages(
     let output_tokens = plan.text.split_whitespace().count() as u64;
     if json["stream"] == true {
         let events = stream_events(&id, &model, &plan);
-        let body = if model.contains("endless") {
-            let guard = DisconnectGuard(state.clone());
-            let head = stream::iter(events.into_iter().take(3).map(Ok::<_, Infallible>));
-            let ticks = tokio_stream_interval(Duration::from_millis(10)).map(move |()| {
-                let _keep_alive = &guard;
-                Ok(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "tick "}})))
-            });
-            Body::from_stream(head.chain(ticks))
-        } else if model.contains("midstream-error") {
-            let mut events: Vec<String> = events.into_iter().take(4).collect();
-            events.push(event("error", &json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock upstream broke mid-stream"}})));
-            Body::from_stream(stream::iter(events.into_iter().map(Ok::<_, Infallible>)))
-        } else if model.contains("truncated") {
-            let events: Vec<String> = events.into_iter().take(4).collect();
-            Body::from_stream(stream::iter(events.into_iter().map(Ok::<_, Infallible>)))
-        } else {
-            Body::from_stream(stream::iter(events.into_iter().map(Ok::<_, Infallible>)))
-        };
+        let tick = event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "tick "}}),
+        );
+        let error = event(
+            "error",
+            &json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock upstream broke mid-stream"}}),
+        );
+        let body = Script {
+            frames: events,
+            head: 4,
+            error,
+            tick,
+        }
+        .body(&state, &model);
         return (
             [
                 (header::CONTENT_TYPE, "text/event-stream"),

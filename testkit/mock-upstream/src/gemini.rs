@@ -2,19 +2,16 @@
 //! model-name behaviours as the OpenAI endpoint. Function calls carry no
 //! ids, as Gemini's do.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use crate::{DisconnectGuard, MockState, Plan, error_status, record, tokio_stream_interval};
+use crate::{MockState, Plan, Script, error_status, failure, record};
 
 fn chunk(data: &Value) -> String {
     format!("data: {data}\r\n\r\n")
@@ -126,17 +123,11 @@ pub(crate) async fn models(
         return (StatusCode::NOT_FOUND, "no method").into_response();
     };
     if let Some(status) = error_status(model) {
-        let mut response = (
+        let code = status.as_u16();
+        return failure(
             status,
-            axum::Json(json!({"error": {"code": status.as_u16(), "message": format!("mock upstream failure {}", status.as_u16()), "status": "MOCK"}})),
-        )
-            .into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("7"));
-        }
-        return response;
+            json!({"error": {"code": code, "message": format!("mock upstream failure {code}"), "status": "MOCK"}}),
+        );
     }
     if model.contains("bad-json") {
         return (
@@ -163,23 +154,19 @@ pub(crate) async fn models(
         last["candidates"][0]["finishReason"] = json!("STOP");
         last["usageMetadata"] = usage;
         chunks.push(chunk(&last));
-        let body = if model.contains("endless") {
-            let guard = DisconnectGuard(state.clone());
-            let model = model.to_owned();
-            Body::from_stream(tokio_stream_interval(Duration::from_millis(10)).map(move |()| {
-                let _keep_alive = &guard;
-                Ok::<_, Infallible>(chunk(&json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "tick "}]}}], "modelVersion": model})))
-            }))
-        } else if model.contains("midstream-error") {
-            let mut head: Vec<String> = chunks.into_iter().take(2).collect();
-            head.push(chunk(&json!({"error": {"code": 500, "message": "mock upstream broke mid-stream", "status": "INTERNAL"}})));
-            Body::from_stream(stream::iter(head.into_iter().map(Ok::<_, Infallible>)))
-        } else if model.contains("truncated") {
-            let head: Vec<String> = chunks.into_iter().take(2).collect();
-            Body::from_stream(stream::iter(head.into_iter().map(Ok::<_, Infallible>)))
-        } else {
-            Body::from_stream(stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)))
-        };
+        let tick = chunk(
+            &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "tick "}]}}], "modelVersion": model}),
+        );
+        let error = chunk(
+            &json!({"error": {"code": 500, "message": "mock upstream broke mid-stream", "status": "INTERNAL"}}),
+        );
+        let body = Script {
+            frames: chunks,
+            head: 2,
+            error,
+            tick,
+        }
+        .body(&state, model);
         return ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response();
     }
     let mut parts = call_parts(&plan);

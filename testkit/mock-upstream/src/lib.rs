@@ -302,22 +302,15 @@ async fn chat_completions(
     let json = record(&state, &method, &uri, &headers, &body);
     let model = json["model"].as_str().unwrap_or("").to_owned();
     if let Some(status) = error_status(&model) {
-        let mut response = (
+        return failure(
             status,
-            axum::Json(json!({"error": {
+            json!({"error": {
                 "message": format!("mock upstream failure {}", status.as_u16()),
                 "type": "server_error",
                 "param": null,
                 "code": format!("mock_{}", status.as_u16()),
-            }})),
-        )
-            .into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("7"));
-        }
-        return response;
+            }}),
+        );
     }
     if model.contains("bad-json") {
         return (
@@ -334,18 +327,20 @@ async fn chat_completions(
     if json["stream"] == true {
         let include_usage = json["stream_options"]["include_usage"] == true;
         let frames = stream_frames(&id, &model, &plan, include_usage);
-        let body = if model.contains("endless") {
-            Body::from_stream(endless(state.clone(), id, model))
-        } else if model.contains("midstream-error") {
-            let mut frames: Vec<String> = frames.into_iter().take(2).collect();
-            frames.push(frame(&json!({"error": {"message": "mock upstream broke mid-stream", "type": "server_error"}})));
-            Body::from_stream(stream::iter(frames.into_iter().map(Ok::<_, Infallible>)))
-        } else if model.contains("truncated") {
-            let frames: Vec<String> = frames.into_iter().take(2).collect();
-            Body::from_stream(stream::iter(frames.into_iter().map(Ok::<_, Infallible>)))
-        } else {
-            Body::from_stream(stream::iter(frames.into_iter().map(Ok::<_, Infallible>)))
-        };
+        let tick = frame(&json!({
+            "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "delta": {"content": "tick "}, "finish_reason": null}],
+        }));
+        let error = frame(
+            &json!({"error": {"message": "mock upstream broke mid-stream", "type": "server_error"}}),
+        );
+        let body = Script {
+            frames,
+            head: 2,
+            error,
+            tick,
+        }
+        .body(&state, &model);
         return (
             [
                 (header::CONTENT_TYPE, "text/event-stream"),
@@ -447,6 +442,55 @@ fn stream_frames(id: &str, model: &str, plan: &Plan, include_usage: bool) -> Vec
     frames
 }
 
+/// How a streamed answer is played back, by the model name's behaviour:
+/// whole; the first `head` frames then `error` (`midstream-error`); the
+/// first `head` frames only (`truncated`); the first `head` frames then
+/// `tick` every 10 ms until the client goes away (`endless`).
+pub(crate) struct Script {
+    pub(crate) frames: Vec<String>,
+    pub(crate) head: usize,
+    pub(crate) error: String,
+    pub(crate) tick: String,
+}
+
+impl Script {
+    pub(crate) fn body(self, state: &Arc<MockState>, model: &str) -> Body {
+        let Script {
+            mut frames,
+            head,
+            error,
+            tick,
+        } = self;
+        if model.contains("endless") {
+            let guard = DisconnectGuard(state.clone());
+            frames.truncate(head);
+            let ticks = tokio_stream_interval(Duration::from_millis(10)).map(move |()| {
+                let _keep_alive = &guard;
+                Ok::<_, Infallible>(tick.clone())
+            });
+            return Body::from_stream(stream::iter(frames.into_iter().map(Ok)).chain(ticks));
+        }
+        if model.contains("midstream-error") {
+            frames.truncate(head);
+            frames.push(error);
+        } else if model.contains("truncated") {
+            frames.truncate(head);
+        }
+        Body::from_stream(stream::iter(frames.into_iter().map(Ok::<_, Infallible>)))
+    }
+}
+
+/// An error answer with `Retry-After: 7` on 429, as providers send it.
+pub(crate) fn failure(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("7"));
+    }
+    response
+}
+
 /// Counts a disconnect when the response body is dropped before its end.
 pub(crate) struct DisconnectGuard(pub(crate) Arc<MockState>);
 
@@ -455,27 +499,6 @@ impl Drop for DisconnectGuard {
         self.0.disconnects.fetch_add(1, Ordering::SeqCst);
         self.0.disconnected.notify_waiters();
     }
-}
-
-fn endless(
-    state: Arc<MockState>,
-    id: String,
-    model: String,
-) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let guard = DisconnectGuard(state);
-    let ticks = tokio_stream_interval(Duration::from_millis(10));
-    ticks.enumerate().map(move |(count, ())| {
-        let _keep_alive = &guard;
-        let delta = if count == 0 {
-            json!({"role": "assistant", "content": ""})
-        } else {
-            json!({"content": "tick "})
-        };
-        Ok(Bytes::from(frame(&json!({
-            "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": null}],
-        }))))
-    })
 }
 
 pub(crate) fn tokio_stream_interval(period: Duration) -> impl Stream<Item = ()> {

@@ -2,20 +2,15 @@
 //! model-name behaviours as the OpenAI endpoint. Tool calls carry no ids,
 //! as Ollama's do.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use crate::{
-    DisconnectGuard, MockState, Plan, error_status, record, text_of, tokio_stream_interval,
-};
+use crate::{MockState, Plan, Script, error_status, record, text_of};
 
 fn plan(body: &Value, model: &str) -> Plan {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
@@ -128,24 +123,14 @@ pub(crate) async fn chat(
         lines.push(line(&json!({"model": model, "message": {"role": "assistant", "content": "", "tool_calls": calls}, "done": false})));
     }
     lines.push(line(&done("", &[])));
-    let body = if model.contains("endless") {
-        let guard = DisconnectGuard(state.clone());
-        let tick = piece("tick ");
-        Body::from_stream(
-            tokio_stream_interval(Duration::from_millis(10)).map(move |()| {
-                let _keep_alive = &guard;
-                Ok::<_, Infallible>(tick.clone())
-            }),
-        )
-    } else if model.contains("midstream-error") {
-        let mut head: Vec<String> = lines.into_iter().take(2).collect();
-        head.push(line(&json!({"error": "mock upstream broke mid-stream"})));
-        Body::from_stream(stream::iter(head.into_iter().map(Ok::<_, Infallible>)))
-    } else if model.contains("truncated") {
-        let head: Vec<String> = lines.into_iter().take(2).collect();
-        Body::from_stream(stream::iter(head.into_iter().map(Ok::<_, Infallible>)))
-    } else {
-        Body::from_stream(stream::iter(lines.into_iter().map(Ok::<_, Infallible>)))
-    };
+    let tick = piece("tick ");
+    let error = line(&json!({"error": "mock upstream broke mid-stream"}));
+    let body = Script {
+        frames: lines,
+        head: 2,
+        error,
+        tick,
+    }
+    .body(&state, &model);
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
