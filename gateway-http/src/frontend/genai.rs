@@ -10,7 +10,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Extension, Path, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -65,12 +65,20 @@ fn parse_action(rest: &str) -> Result<(&str, Method), GatewayError> {
 pub(crate) async fn model_action(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    Path(rest): Path<String>,
+    rest: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection)),
+    };
+    let Path(rest) = match rest {
+        Ok(rest) => rest,
+        Err(rejection) => {
+            return error_response(&GatewayError::invalid_request(format!(
+                "the model in the path is not valid: {rejection}"
+            )));
+        }
     };
     shared::respond(
         handle(&state, request_id, &rest, body).await,
