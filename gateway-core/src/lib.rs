@@ -8,6 +8,11 @@
 //! * [`registry`]: the dialect name → [`AdapterFactory`] map, fed by `inventory`.
 //! * [`config`]: the config file model, its loader and validation.
 //! * [`router`]: DESIGN §4's deterministic name resolution.
+//! * [`stream`]: stream discipline, aggregation, and the [`WireDecoder`]
+//!   trait dialects implement for their stream formats.
+//! * [`body`]: reading `model` and `stream` from a JSON body and rewriting
+//!   `model` in place, for routing and pass-through.
+//! * [`secret`]: credentials that never print.
 //! * [`gateway`]: the library API that ties them together.
 //!
 //! Architecture invariant: this crate knows nothing of axum, reqwest or any
@@ -31,6 +36,7 @@ pub use error::{ErrorKind, ErrorOrigin, GatewayError};
 pub use gateway::Gateway;
 pub use registry::{AdapterFactory, BackendContext, Registry};
 pub use router::Route;
+pub use stream::WireDecoder;
 pub use types::*;
 
 /// Re-exported so adapter crates register themselves without naming

@@ -237,7 +237,10 @@ async fn errors_are_in_google_shape() {
             "default:generateContent",
             json!({"contents": contents("x"), "tools": [{"codeExecution": {}}]}),
         ),
-        ("bad%FFutf8:generateContent", json!({"contents": contents("x")})),
+        (
+            "bad%FFutf8:generateContent",
+            json!({"contents": contents("x")}),
+        ),
     ] {
         let response = stack.genai(path, body).await;
         seen.push(format!(
