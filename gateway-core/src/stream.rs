@@ -82,13 +82,53 @@ pub trait WireDecoder: Send {
     fn end(&mut self, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError>;
 }
 
+/// Assembles tool calls from `ToolCallDelta` fragments, returned in index
+/// order. Only calls actually seen are kept, so an index an upstream makes
+/// up cannot make it allocate.
+#[derive(Debug, Default)]
+pub struct ToolCalls {
+    calls: Vec<(u32, ToolCall)>,
+}
+
+impl ToolCalls {
+    /// Folds in one fragment of the call at `index`.
+    pub fn push(&mut self, index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) {
+        let position = match self.calls.iter().position(|(seen, _)| *seen == index) {
+            Some(position) => position,
+            None => {
+                let empty = ToolCall {
+                    id: String::new(),
+                    name: String::new(),
+                    arguments: String::new(),
+                };
+                self.calls.push((index, empty));
+                self.calls.len() - 1
+            }
+        };
+        let call = &mut self.calls[position].1;
+        if let Some(id) = id {
+            id.clone_into(&mut call.id);
+        }
+        if let Some(name) = name {
+            name.clone_into(&mut call.name);
+        }
+        call.arguments.push_str(arguments);
+    }
+
+    /// The calls, in index order.
+    pub fn into_ordered(mut self) -> Vec<ToolCall> {
+        self.calls.sort_by_key(|(index, _)| *index);
+        self.calls.into_iter().map(|(_, call)| call).collect()
+    }
+}
+
 /// Accumulates stream events into a [`ChatResponse`].
 #[derive(Debug, Default)]
 pub struct Collector {
     id: Option<String>,
     model: Option<String>,
     text: String,
-    tool_calls: Vec<ToolCall>,
+    tool_calls: ToolCalls,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
 }
@@ -109,24 +149,9 @@ impl Collector {
                 id,
                 name,
                 arguments,
-            } => {
-                let index = index as usize;
-                while self.tool_calls.len() <= index {
-                    self.tool_calls.push(ToolCall {
-                        id: String::new(),
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                }
-                let call = &mut self.tool_calls[index];
-                if let Some(id) = id {
-                    call.id = id;
-                }
-                if let Some(name) = name {
-                    call.name = name;
-                }
-                call.arguments.push_str(&arguments);
-            }
+            } => self
+                .tool_calls
+                .push(index, id.as_deref(), name.as_deref(), &arguments),
             ChatEvent::Usage(usage) => self.usage = Some(usage),
             ChatEvent::Finished { reason } => self.finish = Some(reason),
         }
@@ -141,7 +166,7 @@ impl Collector {
             id: self.id.unwrap_or_default(),
             model: self.model.unwrap_or_default(),
             text: self.text,
-            tool_calls: self.tool_calls,
+            tool_calls: self.tool_calls.into_ordered(),
             finish_reason,
             usage: self.usage,
         })
@@ -197,6 +222,15 @@ mod tests {
             }),
         ]);
         assert_eq!(out, vec![Ok(started()), Err("boom".to_owned())]);
+    }
+
+    #[test]
+    fn a_made_up_huge_index_allocates_nothing_extra() {
+        let mut calls = ToolCalls::default();
+        calls.push(u32::MAX, Some("x"), Some("f"), "{}");
+        let calls = calls.into_ordered();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].name, "f");
     }
 
     #[test]

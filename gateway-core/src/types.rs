@@ -53,6 +53,20 @@ pub struct ChatRequest {
     pub extra: Extra,
 }
 
+impl ChatRequest {
+    /// The name of the tool the call `call_id` in this conversation invoked
+    /// (the latest such call), for dialects whose tool results carry the
+    /// tool's name instead of a call id.
+    pub fn tool_name_of_call(&self, call_id: &str) -> Option<&str> {
+        self.messages
+            .iter()
+            .rev()
+            .flat_map(|message| message.tool_calls.iter().rev())
+            .find(|call| call.id == call_id)
+            .map(|call| call.name.as_str())
+    }
+}
+
 /// Request fields the canonical model does not cover, tagged with the dialect
 /// whose spelling they use.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

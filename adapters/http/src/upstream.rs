@@ -18,7 +18,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Upstream {
     /// The endpoint with exactly one trailing slash.
     base: String,
-    headers: HeaderMap,
+    /// Sends the backend's fixed headers on every request, without a
+    /// per-request copy.
     client: reqwest::Client,
 }
 
@@ -41,6 +42,7 @@ impl Upstream {
         headers: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<Self, BuildError> {
         let client = reqwest::Client::builder()
+            .default_headers(headers.into_iter().collect())
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -51,11 +53,7 @@ impl Upstream {
             })?;
         let mut base = endpoint.as_str().trim_end_matches('/').to_owned();
         base.push('/');
-        Ok(Self {
-            base,
-            headers: headers.into_iter().collect(),
-            client,
-        })
+        Ok(Self { base, client })
     }
 
     /// The full URL of `path` (relative to the endpoint).
@@ -78,13 +76,11 @@ impl Upstream {
         } else {
             "application/json"
         };
-        let mut headers = self.headers.clone();
-        for (name, value) in extra {
-            headers.insert(name, value.clone());
-        }
+        // Caller headers forwarded on pass-through override the defaults of
+        // the same name (reqwest fills in defaults only where absent).
         self.client
             .post(self.url(path))
-            .headers(headers)
+            .headers(extra.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, accept)
             .body(body)
@@ -135,7 +131,6 @@ impl Upstream {
     pub async fn get(&self, path: &str) -> Result<reqwest::Response, GatewayError> {
         self.client
             .get(self.url(path))
-            .headers(self.headers.clone())
             .send()
             .await
             .map_err(transport_error)

@@ -22,13 +22,19 @@ pub fn decode_request(model: &str, body: &[u8]) -> Result<ChatRequest, GatewayEr
     let value: Value = serde_json::from_slice(body).map_err(|err| {
         GatewayError::invalid_request(format!("the request body is not valid JSON: {err}"))
     })?;
+    decode_value(model, &value)
+}
+
+/// [`decode_request`] for a body already parsed (`countTokens` nests the
+/// request inside its own body).
+pub fn decode_value(model: &str, value: &Value) -> Result<ChatRequest, GatewayError> {
     if !value.is_object() {
         return Err(GatewayError::invalid_request(
             "the request body must be a JSON object",
         ));
     }
     let mut messages = Vec::new();
-    if let Some(system) = field(&value, "systemInstruction", "system_instruction") {
+    if let Some(system) = field(value, "systemInstruction", "system_instruction") {
         let parts = parts_of("systemInstruction", system)?;
         let content = parts
             .iter()
@@ -120,7 +126,7 @@ pub fn decode_request(model: &str, body: &[u8]) -> Result<ChatRequest, GatewayEr
         }
     }
 
-    let tool_choice = field(&value, "toolConfig", "tool_config")
+    let tool_choice = field(value, "toolConfig", "tool_config")
         .and_then(|config| field(config, "functionCallingConfig", "function_calling_config"))
         .map(decode_tool_choice)
         .transpose()?;
@@ -136,7 +142,7 @@ pub fn decode_request(model: &str, body: &[u8]) -> Result<ChatRequest, GatewayEr
         },
         ..ChatRequest::default()
     };
-    if let Some(config) = field(&value, "generationConfig", "generation_config") {
+    if let Some(config) = field(value, "generationConfig", "generation_config") {
         decode_generation_config(config, &mut request)?;
     }
     for (key, extra) in value.as_object().into_iter().flatten() {
@@ -481,12 +487,6 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
             json!({"parts": [{"text": system.join("\n\n")}]}),
         );
     }
-    let call_names: Vec<(&str, &str)> = request
-        .messages
-        .iter()
-        .flat_map(|m| &m.tool_calls)
-        .map(|call| (call.id.as_str(), call.name.as_str()))
-        .collect();
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for message in request.messages.iter().filter(|m| m.role != Role::System) {
         let (role, parts) = match message.role {
@@ -513,11 +513,9 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
             }
             Role::Tool => {
                 let id = message.tool_call_id.as_deref().unwrap_or_default();
-                let name = call_names
-                    .iter()
-                    .rev()
-                    .find(|(call, _)| *call == id)
-                    .map(|(_, name)| (*name).to_owned())
+                let name = request
+                    .tool_name_of_call(id)
+                    .map(str::to_owned)
                     .or_else(|| message.name.clone())
                     .ok_or_else(|| {
                         GatewayError::invalid_request(format!(

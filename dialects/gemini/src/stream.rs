@@ -2,8 +2,8 @@
 //! `generateContent` answer.
 
 use bytes::{BufMut, BytesMut};
-use gateway_core::stream::WireDecoder;
-use gateway_core::{ChatEvent, GatewayError, ToolCall, Usage};
+use gateway_core::stream::{ToolCalls, WireDecoder};
+use gateway_core::{ChatEvent, GatewayError, Usage};
 use serde_json::{Value, json};
 
 use crate::error::error_body;
@@ -83,7 +83,7 @@ impl WireDecoder for ChunkDecoder {
 pub struct ChunkEncoder {
     id: String,
     model: String,
-    calls: Vec<ToolCall>,
+    calls: ToolCalls,
     usage: Option<Usage>,
     ended: bool,
 }
@@ -118,29 +118,14 @@ impl ChunkEncoder {
                 id,
                 name,
                 arguments,
-            } => {
-                let index = *index as usize;
-                while self.calls.len() <= index {
-                    self.calls.push(ToolCall {
-                        id: String::new(),
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                }
-                let call = &mut self.calls[index];
-                if let Some(id) = id {
-                    call.id.clone_from(id);
-                }
-                if let Some(name) = name {
-                    call.name.clone_from(name);
-                }
-                call.arguments.push_str(arguments);
-            }
+            } => self
+                .calls
+                .push(*index, id.as_deref(), name.as_deref(), arguments),
             ChatEvent::Usage(usage) => self.usage = Some(*usage),
             ChatEvent::Finished { reason } => {
                 let mut chunk = json!({
                     "candidates": [{
-                        "content": {"role": "model", "parts": answer_parts("", &self.calls)},
+                        "content": {"role": "model", "parts": answer_parts("", &std::mem::take(&mut self.calls).into_ordered())},
                         "finishReason": finish_reason_name(reason),
                         "index": 0,
                     }],

@@ -19,12 +19,6 @@ pub const DIALECT: &str = "ollama";
 
 /// Encodes a canonical request as an `/api/chat` body.
 pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, GatewayError> {
-    let call_names: Vec<(&str, &str)> = request
-        .messages
-        .iter()
-        .flat_map(|m| &m.tool_calls)
-        .map(|call| (call.id.as_str(), call.name.as_str()))
-        .collect();
     let mut messages = Vec::new();
     for message in &request.messages {
         let mut out = Map::new();
@@ -75,7 +69,7 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
             out.insert("tool_calls".into(), Value::Array(calls));
         }
         if let Some(id) = &message.tool_call_id
-            && let Some((_, name)) = call_names.iter().rev().find(|(call, _)| call == id)
+            && let Some(name) = request.tool_name_of_call(id)
         {
             out.insert("tool_name".into(), json!(name));
         }

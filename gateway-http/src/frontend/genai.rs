@@ -16,7 +16,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use dialect_gemini::error::error_body;
 use dialect_gemini::model_path;
-use dialect_gemini::request::decode_request;
+use dialect_gemini::request::{decode_request, decode_value};
 use dialect_gemini::response::encode_response;
 use dialect_gemini::stream::{ChunkEncoder, write_chunk};
 use gateway_core::{GatewayError, PassthroughRequest, Route};
@@ -150,9 +150,7 @@ async fn count_tokens(
     })?;
     // countTokens takes either bare `contents` or a whole request.
     let inner = value.get("generateContentRequest").unwrap_or(&value);
-    let inner_bytes =
-        serde_json::to_vec(inner).map_err(|err| GatewayError::internal(err.to_string()))?;
-    let request = decode_request(&route.upstream_model, &inner_bytes)?;
+    let request = decode_value(&route.upstream_model, inner)?;
     let (total, how) = match state
         .gateway
         .count_tokens_on(route, request.clone())
