@@ -2,15 +2,25 @@
 //! requests.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::adapter::{ChatStream, PassthroughRequest, PassthroughResponse, ProviderAdapter};
-use crate::config::{Config, ConfigError, ConfigIssue, Credential, FieldPath};
-use crate::error::GatewayError;
+use crate::config::{
+    Config, ConfigError, ConfigIssue, Credential, FieldPath, LimitsConfig, OutputCap,
+};
+use crate::error::{ErrorKind, GatewayError};
+use crate::pipeline::dispatch::BackendPipeline;
+use crate::pipeline::{
+    Admission, AttemptError, BreakerState, Dispatched, KeyPolicy, KeyRing, LimitStore,
+    MemoryLimits, SlotCounts, Watchdog,
+};
 use crate::registry::{BackendContext, Registry};
-use crate::router::{Route, Router};
+use crate::router::{Route, Router, Targets};
 use crate::secret::Secret;
 use crate::stream::{Collector, Disciplined};
 use crate::types::{ChatEvent, ChatRequest, ChatResponse};
@@ -34,6 +44,7 @@ struct Backend {
     dialect: Arc<str>,
     adapter: Arc<dyn ProviderAdapter>,
     info: ProviderInfo,
+    pipeline: BackendPipeline,
 }
 
 /// A backend as `GET /v1/providers` shows it: no secrets.
@@ -50,8 +61,33 @@ pub struct ProviderInfo {
     pub credential: String,
     /// The models it serves.
     pub models: Vec<ProviderModel>,
-    /// `unknown` until health checks and breakers exist.
+}
+
+/// A backend's live state as `GET /v1/providers` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderStatus<'a> {
+    /// What the config says.
+    #[serde(flatten)]
+    pub info: &'a ProviderInfo,
+    /// `healthy`, `degraded` (recent failures), `unavailable` (breaker
+    /// open) or `probing` (breaker half-open).
     pub health: &'static str,
+    /// The circuit breaker.
+    pub breaker: BreakerStatus,
+    /// Requests in flight and queued.
+    pub concurrency: SlotCounts,
+}
+
+/// A breaker's state for `/v1/providers`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BreakerStatus {
+    /// `closed`, `open` or `half_open`.
+    pub state: BreakerState,
+    /// Consecutive failures counted.
+    pub consecutive_failures: u32,
+    /// Milliseconds until an open breaker lets a probe through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
 }
 
 /// One model in a [`ProviderInfo`].
@@ -69,6 +105,10 @@ pub struct Gateway {
     router: Router,
     backends: HashMap<Arc<str>, Backend>,
     backend_order: Vec<Arc<str>>,
+    keys: KeyRing,
+    limit_store: Arc<dyn LimitStore>,
+    limits: LimitsConfig,
+    global_output_cap: Option<u32>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -163,11 +203,13 @@ impl Gateway {
                 .endpoint
                 .as_deref()
                 .and_then(|text| url::Url::parse(text).ok());
+            let reliability = config.reliability.resolve(backend.reliability.as_ref());
             let context = BackendContext {
                 id: backend.id.clone(),
                 endpoint: endpoint.clone(),
                 credential,
                 options: backend.options.clone(),
+                connect_timeout: Some(reliability.connect_timeout),
             };
             let adapter = match provider.build(&context) {
                 Ok(adapter) => adapter,
@@ -197,7 +239,6 @@ impl Gateway {
                         upstream: model.upstream_id().to_owned(),
                     })
                     .collect(),
-                health: "unknown",
             };
             backend_order.push(id.clone());
             backends.insert(
@@ -206,9 +247,17 @@ impl Gateway {
                     dialect: Arc::from(backend.dialect.as_str()),
                     adapter,
                     info,
+                    pipeline: BackendPipeline::new(reliability),
                 },
             );
         }
+        let keys = match KeyRing::build(&config.keys, env) {
+            Ok(keys) => keys,
+            Err(found) => {
+                issues.extend(found);
+                KeyRing::default()
+            }
+        };
         if !issues.is_empty() {
             return Err(ConfigError {
                 source_name: source_name.to_owned(),
@@ -219,6 +268,10 @@ impl Gateway {
             router: Router::new(config),
             backends,
             backend_order,
+            keys,
+            limit_store: Arc::new(MemoryLimits::new(&config.keys)),
+            limits: config.limits.clone(),
+            global_output_cap: config.limits.max_output_tokens,
         };
         Ok((gateway, warnings))
     }
@@ -234,16 +287,145 @@ impl Gateway {
     }
 
     /// Every backend, in config order, as `/v1/providers` shows it.
-    pub fn providers(&self) -> Vec<&ProviderInfo> {
+    pub fn providers(&self) -> Vec<ProviderStatus<'_>> {
         self.backend_order
             .iter()
-            .filter_map(|id| self.backends.get(id).map(|backend| &backend.info))
+            .filter_map(|id| self.backends.get(id))
+            .map(|backend| {
+                let breaker = &backend.pipeline.breaker;
+                let state = breaker.state();
+                let failures = breaker.failures();
+                ProviderStatus {
+                    info: &backend.info,
+                    health: match state {
+                        BreakerState::Open => "unavailable",
+                        BreakerState::HalfOpen => "probing",
+                        BreakerState::Closed if failures > 0 => "degraded",
+                        BreakerState::Closed => "healthy",
+                    },
+                    breaker: BreakerStatus {
+                        state,
+                        consecutive_failures: failures,
+                        retry_in_ms: breaker
+                            .retry_in()
+                            .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                    },
+                    concurrency: backend.pipeline.slots.counts(),
+                }
+            })
             .collect()
+    }
+
+    /// True when `[[keys]]` are configured (callers must authenticate).
+    pub fn requires_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// How many app keys are configured.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The `[limits]` section.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// The key `token` belongs to (`None` when no keys are configured); a
+    /// missing or unknown token is a 401.
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Option<Arc<KeyPolicy>>, GatewayError> {
+        self.keys.authenticate(token)
+    }
+
+    /// Resolves `requested` and lets the request in past `key`'s allowlist
+    /// and limits (403 or 429 otherwise). Hold the admission until the
+    /// answer is sent.
+    pub async fn admit(
+        &self,
+        key: Option<Arc<KeyPolicy>>,
+        requested: &str,
+    ) -> Result<Admission, GatewayError> {
+        let targets = self.router.plan(requested)?;
+        crate::pipeline::admit(&self.limit_store, key, requested, targets).await
+    }
+
+    /// The output token limit to send to `route`, given what the request
+    /// asked for: `Ok(None)` to leave the request as it is, `Ok(Some(n))` to
+    /// set `n` (clamped, or the cap when the request set none), or a 400
+    /// when the request is over its cap and `limits.output_cap` is `reject`.
+    pub fn output_cap(
+        &self,
+        admission: &Admission,
+        route: &Route,
+        requested: Option<u64>,
+    ) -> Result<Option<u32>, GatewayError> {
+        let Some(cap) = self.output_cap_limit(admission, route) else {
+            return Ok(None);
+        };
+        match requested {
+            None => Ok(Some(cap)),
+            Some(asked) if asked <= u64::from(cap) => Ok(None),
+            Some(asked) => match self.limits.output_cap {
+                OutputCap::Clamp => Ok(Some(cap)),
+                OutputCap::Reject => {
+                    let mut err = GatewayError::invalid_request(format!(
+                        "the request asks for {asked} output tokens; at most {cap} are allowed                          for this key and model"
+                    ));
+                    err.param = Some("max_tokens".to_owned());
+                    Err(err)
+                }
+            },
+        }
+    }
+
+    /// The smallest output token cap that applies to a request on `route`
+    /// (the key's, the model's, `limits.max_output_tokens`), if any.
+    pub fn output_cap_limit(&self, admission: &Admission, route: &Route) -> Option<u32> {
+        [
+            admission.key.as_ref().and_then(|key| key.max_output_tokens),
+            route.max_output_tokens,
+            self.global_output_cap,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Sends one request to `targets` through the provider stages: breaker,
+    /// backend slot, first-byte timeout, retries with backoff, fallback.
+    /// `attempt` makes one upstream attempt on a route and returns once the
+    /// upstream's first output is in hand.
+    pub async fn dispatch<T, F, Fut>(
+        &self,
+        targets: &Targets,
+        attempt: F,
+    ) -> Result<Dispatched<T>, GatewayError>
+    where
+        F: FnMut(Route) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<T>>>,
+    {
+        let max_stream = self
+            .limits
+            .max_stream_duration_ms
+            .map(Duration::from_millis);
+        crate::pipeline::dispatch::dispatch(
+            targets,
+            |route| self.backend(route).map(|backend| &backend.pipeline),
+            max_stream,
+            attempt,
+        )
+        .await
     }
 
     fn backend(&self, route: &Route) -> Result<&Backend, GatewayError> {
         self.backends.get(&route.backend).ok_or_else(|| {
-            GatewayError::internal(format!("route names unknown backend '{}'", route.backend))
+            GatewayError::new(
+                ErrorKind::Internal,
+                format!("route names unknown backend '{}'", route.backend),
+            )
         })
     }
 
@@ -255,17 +437,43 @@ impl Gateway {
         })
     }
 
-    /// Resolves `request.model` and sends the request, waiting for the
-    /// whole answer.
+    /// Resolves `request.model` and sends the request through the provider
+    /// stages (retries, breaker, timeouts, fallback), waiting for the whole
+    /// answer.
     pub async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
-        let route = self.resolve(&request.model)?;
-        self.chat_once_on(&route, request).await
+        let targets = self.router.plan(&request.model)?;
+        let dispatched = self
+            .dispatch(&targets, |route| {
+                let request = request.clone();
+                async move {
+                    self.chat_once_on(&route, request)
+                        .await
+                        .map_err(AttemptError::from)
+                }
+            })
+            .await?;
+        Ok(dispatched.value)
     }
 
-    /// Resolves `request.model` and sends the request as a stream.
+    /// Resolves `request.model` and sends the request as a stream through
+    /// the provider stages; the stream keeps the idle and total timeouts.
     pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
-        let route = self.resolve(&request.model)?;
-        self.chat_stream_on(&route, request).await
+        let targets = self.router.plan(&request.model)?;
+        let dispatched = self
+            .dispatch(&targets, |route| {
+                let request = request.clone();
+                async move {
+                    self.chat_stream_on(&route, request)
+                        .await
+                        .map_err(AttemptError::from)
+                }
+            })
+            .await?;
+        Ok(Box::pin(Watchdog::new(
+            dispatched.value,
+            dispatched.limits,
+            vec![Box::new(dispatched.slot)],
+        )))
     }
 
     /// Sends `request` to an already resolved route, waiting for the whole
@@ -292,9 +500,12 @@ impl Gateway {
         Ok(response)
     }
 
-    /// Sends `request` to an already resolved route and returns its events.
-    /// The stream starts with `Started` and ends with one `Finished` or one
-    /// error; dropping it cancels the upstream call.
+    /// Sends `request` to an already resolved route (one attempt, no
+    /// retries) and returns its events once the first one after `Started`
+    /// has arrived, so an upstream that fails before any output is an
+    /// error here rather than inside the stream. The stream starts with
+    /// `Started` and ends with one `Finished` or one error; dropping it
+    /// cancels the upstream call.
     pub async fn chat_stream_on(
         &self,
         route: &Route,
@@ -312,7 +523,17 @@ impl Gateway {
             backend: route.backend.to_string(),
             model: route.upstream_model.to_string(),
         };
-        Ok(Box::pin(Disciplined::new(inner, started, &route.backend)))
+        let mut events = Disciplined::new(inner, started, &route.backend);
+        let mut head = Vec::with_capacity(2);
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let is_started = matches!(event, ChatEvent::Started { .. });
+            head.push(Ok(event));
+            if !is_started {
+                break;
+            }
+        }
+        Ok(Box::pin(futures::stream::iter(head).chain(events)))
     }
 
     /// The prompt tokens `request` would use on `route`, counted by the
@@ -336,24 +557,62 @@ impl Gateway {
     }
 
     /// Forwards a same-dialect request untouched (see
-    /// [`ProviderAdapter::passthrough`]).
+    /// [`ProviderAdapter::passthrough`]); one attempt, no retries. A
+    /// successful answer is returned once its first body chunk has arrived,
+    /// so a connection that breaks before any output is an error here.
     pub async fn passthrough(
         &self,
         route: &Route,
         request: PassthroughRequest,
     ) -> Result<PassthroughResponse, GatewayError> {
         let backend = self.backend(route)?;
-        backend
+        let mut response = backend
             .adapter
             .passthrough(request)
             .await
-            .map_err(|err| err.with_backend(&route.backend))
+            .map_err(|err| err.with_backend(&route.backend))?;
+        if response.status.is_success() {
+            let first = response.body.next().await;
+            if let Some(Err(err)) = first {
+                return Err(err.with_backend(&route.backend));
+            }
+            response.body = Box::pin(futures::stream::iter(first).chain(response.body));
+        }
+        Ok(response)
+    }
+
+    /// The pass-through attempt for [`Gateway::dispatch`]: an upstream
+    /// answer with a retryable status (408, 429, 5xx) is a failure to retry,
+    /// that still goes back to the client untouched when no retry is left.
+    pub async fn passthrough_attempt(
+        &self,
+        route: &Route,
+        request: PassthroughRequest,
+    ) -> Result<PassthroughResponse, AttemptError<PassthroughResponse>> {
+        let response = self.passthrough(route, request).await?;
+        let status = response.status.as_u16();
+        if !matches!(status, 408 | 429 | 500..=599) {
+            return Ok(response);
+        }
+        let mut error =
+            GatewayError::from_upstream_status(status, format!("upstream answered {status}"), "")
+                .with_backend(&route.backend);
+        error.status_override = Some(status);
+        error.retry_after = response
+            .headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(AttemptError {
+            error,
+            answer: Some(response),
+        })
     }
 
     /// Collects a stream into one response; what `chat_once` does for
     /// adapters that only stream.
     pub async fn collect(mut stream: ChatStream) -> Result<ChatResponse, GatewayError> {
-        use futures::StreamExt;
         let mut collector = Collector::default();
         while let Some(event) = stream.next().await {
             collector.push(event?);

@@ -13,6 +13,8 @@
 //! * [`body`]: reading `model` and `stream` from a JSON body and rewriting
 //!   `model` in place, for routing and pass-through.
 //! * [`secret`]: credentials that never print.
+//! * [`pipeline`]: the stages between router and adapter: keys, limits,
+//!   retries, breakers, timeouts, backend concurrency.
 //! * [`gateway`]: the library API that ties them together.
 //!
 //! Architecture invariant: this crate knows nothing of axum, reqwest or any
@@ -23,6 +25,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod pipeline;
 pub mod registry;
 pub mod router;
 pub mod secret;

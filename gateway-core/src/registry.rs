@@ -29,6 +29,9 @@ pub struct BackendContext {
     /// The backend's `options` table: dialect-specific settings, for
     /// plugins (built-in dialects take none).
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// How long to wait for a connection to the upstream
+    /// (`reliability.connect_timeout_ms`); `None` leaves it to the adapter.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 /// Why a factory could not build an adapter.

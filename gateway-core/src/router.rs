@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{AliasConfig, Config};
 use crate::error::GatewayError;
 
 /// Which rule of DESIGN §4 matched.
@@ -39,12 +39,45 @@ pub struct Route {
     pub rule: RouteRule,
     /// The model's configured `default_max_tokens`.
     pub default_max_tokens: Option<u32>,
+    /// The model's cap on requested output tokens.
+    pub max_output_tokens: Option<u32>,
 }
 
 impl Route {
     /// The canonical `backend/model` name of the target.
     pub fn qualified_name(&self) -> String {
         format!("{}/{}", self.backend, self.model)
+    }
+}
+
+/// Every target a name leads to: one route, or an alias's several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// One route.
+    One(Route),
+    /// Tried in order; the next on a retryable failure before any output.
+    Fallback(Arc<[Route]>),
+    /// One picked per request by weight.
+    Weighted(Arc<[(Route, u32)]>),
+}
+
+impl Targets {
+    /// The first target: the one listings show.
+    pub fn primary(&self) -> &Route {
+        match self {
+            Targets::One(route) => route,
+            Targets::Fallback(routes) => &routes[0],
+            Targets::Weighted(routes) => &routes[0].0,
+        }
+    }
+
+    /// Every target route, in config order.
+    pub fn routes(&self) -> Vec<&Route> {
+        match self {
+            Targets::One(route) => vec![route],
+            Targets::Fallback(routes) => routes.iter().collect(),
+            Targets::Weighted(routes) => routes.iter().map(|(route, _)| route).collect(),
+        }
     }
 }
 
@@ -60,6 +93,7 @@ struct RoutedModel {
     id: Arc<str>,
     upstream: Arc<str>,
     default_max_tokens: Option<u32>,
+    max_output_tokens: Option<u32>,
 }
 
 impl BackendModels {
@@ -76,9 +110,9 @@ pub struct Router {
     backend_order: Vec<Arc<str>>,
     /// Model id → backends serving it, in config order.
     bare: HashMap<Arc<str>, Vec<Arc<str>>>,
-    aliases: BTreeMap<String, String>,
-    /// Alias routes resolved once at build time.
-    alias_routes: HashMap<String, Route>,
+    aliases: BTreeMap<String, AliasConfig>,
+    /// Alias targets resolved once at build time.
+    alias_routes: HashMap<String, Targets>,
 }
 
 impl Router {
@@ -106,6 +140,7 @@ impl Router {
                     id: model_id.clone(),
                     upstream: Arc::from(model.upstream_id()),
                     default_max_tokens: model.default_max_tokens,
+                    max_output_tokens: model.max_output_tokens,
                 });
                 let servers = bare.entry(model_id).or_default();
                 if !servers.contains(&id) {
@@ -131,28 +166,57 @@ impl Router {
         let alias_routes = config
             .aliases
             .iter()
-            .filter_map(|(name, target)| {
-                let mut route = router.resolve_target(target).ok()?;
-                route.rule = RouteRule::Alias;
-                Some((name.clone(), route))
-            })
+            .filter_map(|(name, alias)| Some((name.clone(), router.alias_targets(alias).ok()?)))
             .collect();
         router.alias_routes = alias_routes;
         router
     }
 
-    /// Resolves a requested model name by the four rules.
+    /// Resolves a requested model name by the four rules to its (first)
+    /// target.
     pub fn resolve(&self, name: &str) -> Result<Route, GatewayError> {
+        self.plan(name).map(|targets| targets.primary().clone())
+    }
+
+    /// Resolves a requested model name by the four rules to every target it
+    /// may be served by.
+    pub fn plan(&self, name: &str) -> Result<Targets, GatewayError> {
         if name.trim().is_empty() {
             return Err(GatewayError::invalid_param(
                 "model",
                 "'model' is empty; name an alias, backend/model or a model id",
             ));
         }
-        if let Some(route) = self.alias_routes.get(name) {
-            return Ok(route.clone());
+        if let Some(targets) = self.alias_routes.get(name) {
+            return Ok(targets.clone());
         }
-        self.resolve_target(name)
+        self.resolve_target(name).map(Targets::One)
+    }
+
+    /// Resolves each target of `alias` by rules 2–4.
+    pub fn alias_targets(&self, alias: &AliasConfig) -> Result<Targets, GatewayError> {
+        let resolve = |target: &str| {
+            let mut route = self.resolve_target(target)?;
+            route.rule = RouteRule::Alias;
+            Ok::<_, GatewayError>(route)
+        };
+        Ok(match alias {
+            AliasConfig::Single(target) => Targets::One(resolve(target)?),
+            AliasConfig::Fallback(chain) => Targets::Fallback(
+                chain
+                    .fallback
+                    .iter()
+                    .map(|target| resolve(target))
+                    .collect::<Result<_, _>>()?,
+            ),
+            AliasConfig::Weighted(weighted) => Targets::Weighted(
+                weighted
+                    .weighted
+                    .iter()
+                    .map(|target| Ok((resolve(&target.target)?, target.weight)))
+                    .collect::<Result<_, GatewayError>>()?,
+            ),
+        })
     }
 
     /// Resolves `name` by rules 2–4 only (what an alias target may be).
@@ -239,6 +303,7 @@ impl Router {
             upstream_model: routed.upstream.clone(),
             rule,
             default_max_tokens: routed.default_max_tokens,
+            max_output_tokens: routed.max_output_tokens,
         })
     }
 
@@ -301,12 +366,12 @@ impl Router {
         names
     }
 
-    /// Alias names with their routes, sorted by name.
-    pub fn aliases(&self) -> Vec<(&str, &Route)> {
-        let mut aliases: Vec<(&str, &Route)> = self
+    /// Alias names with their targets, sorted by name.
+    pub fn aliases(&self) -> Vec<(&str, &Targets)> {
+        let mut aliases: Vec<(&str, &Targets)> = self
             .alias_routes
             .iter()
-            .map(|(name, route)| (name.as_str(), route))
+            .map(|(name, targets)| (name.as_str(), targets))
             .collect();
         aliases.sort_by_key(|(name, _)| *name);
         aliases

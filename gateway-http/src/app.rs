@@ -9,10 +9,7 @@ use axum::routing::{get, post};
 use gateway_core::Gateway;
 
 use crate::frontend::{anthropic, common, genai, openai};
-use crate::request_id;
-
-/// The largest request body accepted, in bytes (images travel inline).
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+use crate::{auth, request_id};
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -37,15 +34,21 @@ fn api() -> Router<AppState> {
         .route("/health", get(common::health))
 }
 
-/// The whole application for `gateway`.
+/// The whole application for `gateway`. Every request gets an id, then is
+/// authenticated (except `/health`), then routed.
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    let body_limit = usize::try_from(gateway.limits().max_body_bytes).unwrap_or(usize::MAX);
     let state = AppState { gateway };
     Router::new()
         .merge(api())
         .nest("/api/{project}", api())
         .fallback(common::not_found)
         .method_not_allowed_fallback(common::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use gateway_core::Route;
 use gateway_core::config::{self, Config, ConfigError};
 use gateway_core::gateway::MissingCredential;
-use gateway_core::router::RouteRule;
+use gateway_core::router::{RouteRule, Targets};
 use gateway_core::{Gateway, Registry};
 
 /// modelgate: one OpenAI/Anthropic/GenAI-compatible entry point in front of
@@ -175,6 +176,10 @@ fn serve(explicit: &Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Resu
         Some(listen) => listen,
         None => loaded.config.server.listen.parse()?,
     };
+    if let Err(refusal) = announce_access(&loaded.gateway, &loaded.config, listen) {
+        eprintln!("modelgate: {refusal}");
+        return Ok(ExitCode::FAILURE);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -186,6 +191,37 @@ fn serve(explicit: &Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Resu
         },
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says at start-up who may call, and refuses to serve an open gateway
+/// beyond loopback unless the config says so.
+fn announce_access(gateway: &Gateway, config: &Config, listen: SocketAddr) -> Result<(), String> {
+    if gateway.requires_keys() {
+        eprintln!(
+            "modelgate: {} app key(s) configured; callers must send one",
+            gateway.key_count()
+        );
+        return Ok(());
+    }
+    if listen.ip().is_loopback() {
+        eprintln!(
+            "modelgate: no [[keys]] configured: any caller is accepted, on loopback only \
+             (add [[keys]], or set server.allow_unauthenticated = true, to serve beyond it)"
+        );
+        return Ok(());
+    }
+    if config.server.allow_unauthenticated {
+        eprintln!(
+            "modelgate: no [[keys]] configured and server.allow_unauthenticated = true: anyone \
+             who can reach {listen} may use every backend"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve on {listen} with no [[keys]]: anyone who can reach it could use \
+         every backend; add [[keys]], listen on a loopback address, or set \
+         server.allow_unauthenticated = true"
+    ))
 }
 
 fn validate(explicit: &Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -253,15 +289,15 @@ pub fn routes_table(gateway: &Gateway) -> String {
     ]];
     let mut names = gateway.router().names();
     for provider in gateway.providers() {
-        for model in &provider.models {
+        for model in &provider.info.models {
             if !names.contains(&model.id) {
                 names.push(model.id.clone());
             }
         }
     }
     for name in names {
-        let row = match gateway.resolve(&name) {
-            Ok(route) => [
+        let row = match gateway.router().plan(&name) {
+            Ok(Targets::One(route)) => [
                 name,
                 route.qualified_name(),
                 route.upstream_model.to_string(),
@@ -272,6 +308,34 @@ pub fn routes_table(gateway: &Gateway) -> String {
                     RouteRule::BareModel => "model id",
                 }
                 .into(),
+            ],
+            Ok(Targets::Fallback(routes)) => [
+                name,
+                routes
+                    .iter()
+                    .map(Route::qualified_name)
+                    .collect::<Vec<_>>()
+                    .join(" > "),
+                routes
+                    .iter()
+                    .map(|route| route.upstream_model.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" > "),
+                "alias (fallback)".into(),
+            ],
+            Ok(Targets::Weighted(routes)) => [
+                name,
+                routes
+                    .iter()
+                    .map(|(route, weight)| format!("{}*{weight}", route.qualified_name()))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                routes
+                    .iter()
+                    .map(|(route, _)| route.upstream_model.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                "alias (weighted)".into(),
             ],
             Err(_) => [
                 name,

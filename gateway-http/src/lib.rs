@@ -8,6 +8,7 @@
 
 pub mod adapters;
 pub mod app;
+mod auth;
 pub mod cli;
 mod frontend;
 #[allow(unsafe_code)]

@@ -66,7 +66,7 @@ impl AnthropicAdapter {
         }
         Ok(Self {
             backend: backend.id.clone(),
-            upstream: Upstream::new(endpoint, headers)?,
+            upstream: Upstream::new(endpoint, headers, backend.connect_timeout)?,
         })
     }
 }

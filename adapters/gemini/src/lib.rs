@@ -60,7 +60,7 @@ impl GeminiAdapter {
         }
         Ok(Self {
             backend: backend.id.clone(),
-            upstream: Upstream::new(endpoint, headers)?,
+            upstream: Upstream::new(endpoint, headers, backend.connect_timeout)?,
         })
     }
 }

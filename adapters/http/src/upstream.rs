@@ -9,7 +9,8 @@ use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// How long to wait for a TCP (and TLS) connection to the upstream.
+/// How long to wait for a TCP (and TLS) connection to the upstream when the
+/// backend's config does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A backend's base URL, fixed headers (credentials, API version) and
@@ -36,14 +37,16 @@ pub fn secret_header(value: &str) -> Result<HeaderValue, BuildError> {
 }
 
 impl Upstream {
-    /// A client for `endpoint` that sends `headers` on every request.
+    /// A client for `endpoint` that sends `headers` on every request and
+    /// gives up connecting after `connect_timeout` (10 s when `None`).
     pub fn new(
         endpoint: &url::Url,
         headers: Vec<(HeaderName, HeaderValue)>,
+        connect_timeout: Option<Duration>,
     ) -> Result<Self, BuildError> {
         let client = reqwest::Client::builder()
             .default_headers(headers.into_iter().collect())
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(connect_timeout.unwrap_or(CONNECT_TIMEOUT))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
@@ -106,8 +109,7 @@ impl Upstream {
         if response.status().is_success() {
             return Ok(response);
         }
-        let (status, body) = error_answer(response).await;
-        Err(GatewayError::from_upstream_answer(status, &body))
+        Err(error_answer(response).await)
     }
 
     /// Forwards a same-dialect request untouched and returns the upstream's
@@ -137,10 +139,20 @@ impl Upstream {
     }
 }
 
-/// The status and body of an upstream error answer.
-pub async fn error_answer(response: reqwest::Response) -> (u16, Bytes) {
+/// An upstream error answer as a [`GatewayError`]: its status, the message
+/// its body carries, and its `Retry-After` (whole seconds) when it sent one.
+pub async fn error_answer(response: reqwest::Response) -> GatewayError {
     let status = response.status().as_u16();
-    (status, response.bytes().await.unwrap_or_default())
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.bytes().await.unwrap_or_default();
+    let mut err = GatewayError::from_upstream_answer(status, &body);
+    err.retry_after = retry_after;
+    err
 }
 
 /// An upstream answer returned untouched: status, content type, retry-after

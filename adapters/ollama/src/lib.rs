@@ -56,7 +56,7 @@ impl OllamaAdapter {
         }
         Ok(Self {
             backend: backend.id.clone(),
-            upstream: Upstream::new(endpoint, headers)?,
+            upstream: Upstream::new(endpoint, headers, backend.connect_timeout)?,
         })
     }
 }

@@ -63,7 +63,7 @@ impl OpenAiAdapter {
         }
         Ok(Self {
             backend: backend.id.clone(),
-            upstream: Upstream::new(endpoint, headers)?,
+            upstream: Upstream::new(endpoint, headers, backend.connect_timeout)?,
         })
     }
 }
@@ -89,8 +89,7 @@ impl ProviderAdapter for OpenAiAdapter {
     async fn list_models(&self) -> Result<Vec<String>, GatewayError> {
         let response = self.upstream.get("models").await?;
         if !response.status().is_success() {
-            let (status, body) = error_answer(response).await;
-            return Err(GatewayError::from_upstream_answer(status, &body));
+            return Err(error_answer(response).await);
         }
         let listing: serde_json::Value = serde_json::from_slice(&body_bytes(response).await?)
             .map_err(|err| GatewayError::upstream(format!("bad model listing: {err}")))?;

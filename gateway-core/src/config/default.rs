@@ -74,7 +74,7 @@ mod tests {
         let text = embedded_default(|_| false, |_| true);
         let config = parse_str(&text, Format::Toml, "<embedded default>").expect("valid");
         assert_eq!(config.backends.len(), 1);
-        assert_eq!(config.aliases["default"], "mock/echo");
+        assert_eq!(config.aliases["default"], "mock/echo".into());
     }
 
     #[test]

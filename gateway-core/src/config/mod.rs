@@ -9,6 +9,7 @@ mod default;
 mod error;
 mod load;
 mod path;
+mod pipeline;
 mod semantic;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,10 @@ pub use default::{DEFAULT_LISTEN, embedded_default};
 pub use error::{ConfigError, ConfigIssue};
 pub use load::{Format, load, load_file, parse_str, schema, schema_json};
 pub use path::FieldPath;
+pub use pipeline::{
+    AliasConfig, FallbackAlias, KeyConfig, KeyToken, LimitsConfig, OutputCap, Reliability,
+    ReliabilityConfig, Sha256Token, WeightedAlias, WeightedTarget,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -32,9 +37,21 @@ pub struct Config {
     /// Upstream providers and the models each serves.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
-    /// Names that route to a `backend/model`; `default` must be present.
+    /// Names that route to a `backend/model` (or to several, as a fallback
+    /// chain or weighted); `default` must be present.
     #[serde(default)]
-    pub aliases: BTreeMap<String, String>,
+    pub aliases: BTreeMap<String, AliasConfig>,
+    /// App tokens. With none, any caller is accepted (and the server listens
+    /// on loopback only unless `server.allow_unauthenticated` is set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyConfig>,
+    /// Guards on what callers may send.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Retries, breakers, timeouts and concurrency for every backend (each
+    /// backend's `reliability` overrides these field by field).
+    #[serde(default)]
+    pub reliability: ReliabilityConfig,
     /// Shared libraries that provide more dialects, loaded at start-up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<PluginConfig>,
@@ -61,12 +78,17 @@ pub struct ServerConfig {
     #[serde(default = "default_listen")]
     #[schemars(default = "default_listen", example = &"127.0.0.1:8848")]
     pub listen: String,
+    /// Serve on a non-loopback address with no `[[keys]]` (anyone who can
+    /// reach the port may use every backend). Default false.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            allow_unauthenticated: false,
         }
     }
 }
@@ -101,6 +123,9 @@ pub struct BackendConfig {
     /// dialects take none).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// Overrides of `[reliability]` for this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reliability: Option<ReliabilityConfig>,
 }
 
 /// Where a backend's upstream credential comes from.
@@ -161,6 +186,11 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub default_max_tokens: Option<u32>,
+    /// The largest output token limit a request to this model may ask for
+    /// (see `limits.output_cap`); no cap when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_output_tokens: Option<u32>,
 }
 
 impl ModelConfig {

@@ -78,12 +78,14 @@ pub(super) fn check(config: &Config) -> Vec<ConfigIssue> {
         ));
     }
     let router = Router::new(config);
-    for (name, target) in &config.aliases {
-        if let Err(err) = router.resolve_target(target) {
-            issues.push(ConfigIssue::new(
-                root.key("aliases").key(name.clone()),
-                format!("target '{target}' resolves to nothing: {}", err.message),
-            ));
+    for (name, alias) in &config.aliases {
+        for target in alias.targets() {
+            if let Err(err) = router.resolve_target(target) {
+                issues.push(ConfigIssue::new(
+                    root.key("aliases").key(name.clone()),
+                    format!("target '{target}' resolves to nothing: {}", err.message),
+                ));
+            }
         }
     }
     issues

@@ -17,10 +17,15 @@ use dialect_anthropic::request::decode_request;
 use dialect_anthropic::response::encode_response;
 use dialect_anthropic::stream::{EventEncoder, write_event};
 use gateway_core::body::probe;
+use gateway_core::pipeline::KeyPolicy;
 use gateway_core::{GatewayError, PassthroughRequest, Route};
+use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::frontend::shared::{self, body_rejection, passthrough_response, sse_response};
+use crate::auth::Caller;
+use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond};
+use crate::frontend::shared::{self, body_rejection, sse_response};
+use crate::frontend::usage;
 use crate::request_id::RequestId;
 
 /// Caller headers that are part of an Anthropic request and go upstream on
@@ -32,19 +37,28 @@ pub(crate) fn error_response(err: &GatewayError) -> Response {
     shared::error_response(err, error_body(err))
 }
 
+/// How this frontend renders answers and reads usage.
+pub(crate) static DIALECT: Dialect = Dialect {
+    name: dialect_anthropic::DIALECT,
+    error_frame,
+    usage_in: usage::anthropic_usage,
+    output_limit_fields: &["/max_tokens"],
+};
+
 /// `POST /v1/messages`.
 pub(crate) async fn messages(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(Caller(key)): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => return error_response(&body_rejection(&rejection)),
+        Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
     shared::respond(
-        handle(&state, request_id, &headers, body).await,
+        handle(&state, request_id, key, &headers, body).await,
         error_response,
     )
 }
@@ -52,55 +66,57 @@ pub(crate) async fn messages(
 async fn handle(
     state: &AppState,
     request_id: String,
+    key: Option<Arc<KeyPolicy>>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
-    let route = state.gateway.resolve(&probed.model)?;
-    if state
-        .gateway
-        .can_pass_through(&route, dialect_anthropic::DIALECT)
-    {
-        let mut forwarded = HeaderMap::new();
-        for name in FORWARDED_HEADERS {
-            if let Some(value) = headers.get(name) {
-                forwarded.insert(name, value.clone());
-            }
+    let admission = state.gateway.admit(key, &probed.model).await?;
+    let translated = if needs_translation(state, &admission, DIALECT.name) {
+        let mut request = decode_request(&body)?;
+        request.request_id = Some(request_id);
+        Some(request)
+    } else {
+        None
+    };
+    let mut forwarded = HeaderMap::new();
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = headers.get(name) {
+            forwarded.insert(name, value.clone());
         }
-        let request = PassthroughRequest {
-            operation: "v1/messages".into(),
-            body: probed.rewrite_model(&body, &route.upstream_model),
-            stream: probed.stream,
-            headers: forwarded,
-        };
-        let response = state.gateway.passthrough(&route, request).await?;
-        return Ok(passthrough_response(response, error_frame));
     }
-    translated(state, &route, request_id, &body).await
+    let exchange = Exchange {
+        state,
+        admission: &admission,
+        dialect: &DIALECT,
+        passthrough: |route: &Route| {
+            Ok(PassthroughRequest {
+                operation: "v1/messages".into(),
+                body: probed.rewrite_model(&body, &route.upstream_model),
+                stream: probed.stream,
+                headers: forwarded.clone(),
+            })
+        },
+        translated,
+    };
+    let dispatched = exchange.run().await?;
+    Ok(respond(
+        dispatched,
+        admission,
+        &DIALECT,
+        |events| {
+            let mut encoder = EventEncoder::new();
+            sse_response(events, move |event, out| match event {
+                Ok(event) => encoder.encode(&event, out),
+                Err(err) => encoder.encode_error(&err, out),
+            })
+        },
+        |response| Json(encode_response(&response)).into_response(),
+    ))
 }
 
 fn error_frame(err: &GatewayError) -> Bytes {
     let mut out = bytes::BytesMut::new();
     write_event("error", &error_body(err), &mut out);
     out.freeze()
-}
-
-async fn translated(
-    state: &AppState,
-    route: &Route,
-    request_id: String,
-    body: &[u8],
-) -> Result<Response, GatewayError> {
-    let mut request = decode_request(body)?;
-    request.request_id = Some(request_id);
-    if request.stream {
-        let events = state.gateway.chat_stream_on(route, request).await?;
-        let mut encoder = EventEncoder::new();
-        return Ok(sse_response(events, move |event, out| match event {
-            Ok(event) => encoder.encode(&event, out),
-            Err(err) => encoder.encode_error(&err, out),
-        }));
-    }
-    let response = state.gateway.chat_once_on(route, request).await?;
-    Ok(Json(encode_response(&response)).into_response())
 }

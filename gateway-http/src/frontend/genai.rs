@@ -19,12 +19,16 @@ use dialect_gemini::model_path;
 use dialect_gemini::request::{decode_request, decode_value};
 use dialect_gemini::response::encode_response;
 use dialect_gemini::stream::{ChunkEncoder, write_chunk};
+use gateway_core::pipeline::{Admission, KeyPolicy};
 use gateway_core::{GatewayError, PassthroughRequest, Route};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use crate::app::AppState;
+use crate::auth::Caller;
+use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond};
 use crate::frontend::shared::{self, body_rejection, passthrough_response, sse_response};
-use crate::frontend::tokens;
+use crate::frontend::{tokens, usage};
 use crate::request_id::RequestId;
 
 /// Renders `err` as Google does.
@@ -61,16 +65,25 @@ fn parse_action(rest: &str) -> Result<(&str, Method), GatewayError> {
     Ok((model, method))
 }
 
+/// How this frontend renders answers and reads usage.
+pub(crate) static DIALECT: Dialect = Dialect {
+    name: dialect_gemini::DIALECT,
+    error_frame,
+    usage_in: usage::gemini_usage,
+    output_limit_fields: &["/generationConfig/maxOutputTokens"],
+};
+
 /// `POST /v1beta/models/{model}:{method}`.
 pub(crate) async fn model_action(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(Caller(key)): Extension<Caller>,
     rest: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => return error_response(&body_rejection(&rejection)),
+        Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
     let Path(rest) = match rest {
         Ok(rest) => rest,
@@ -81,54 +94,67 @@ pub(crate) async fn model_action(
         }
     };
     shared::respond(
-        handle(&state, request_id, &rest, body).await,
+        handle(&state, request_id, key, &rest, body).await,
         error_response,
     )
+}
+
+fn operation(route: &Route, method: Method) -> String {
+    match method {
+        Method::Generate => model_path(&route.upstream_model, "generateContent"),
+        Method::Stream => model_path(&route.upstream_model, "streamGenerateContent?alt=sse"),
+        Method::CountTokens => model_path(&route.upstream_model, "countTokens"),
+    }
 }
 
 async fn handle(
     state: &AppState,
     request_id: String,
+    key: Option<Arc<KeyPolicy>>,
     rest: &str,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let (model, method) = parse_action(rest)?;
-    let route = state.gateway.resolve(model)?;
-    if state
-        .gateway
-        .can_pass_through(&route, dialect_gemini::DIALECT)
-    {
-        let operation = match method {
-            Method::Generate => model_path(&route.upstream_model, "generateContent"),
-            Method::Stream => model_path(&route.upstream_model, "streamGenerateContent?alt=sse"),
-            Method::CountTokens => model_path(&route.upstream_model, "countTokens"),
-        };
-        let request = PassthroughRequest {
-            operation: operation.into(),
-            body,
-            stream: method == Method::Stream,
-            headers: axum::http::HeaderMap::new(),
-        };
-        let response = state.gateway.passthrough(&route, request).await?;
-        return Ok(passthrough_response(response, error_frame));
+    let admission = state.gateway.admit(key, model).await?;
+    if method == Method::CountTokens {
+        return count_tokens(state, &admission, &body).await;
     }
-    match method {
-        Method::CountTokens => count_tokens(state, &route, &body).await,
-        Method::Generate | Method::Stream => {
-            let mut request = decode_request(model, &body)?;
-            request.request_id = Some(request_id);
-            if method == Method::Stream {
-                let events = state.gateway.chat_stream_on(&route, request).await?;
-                let mut encoder = ChunkEncoder::new();
-                return Ok(sse_response(events, move |event, out| match event {
-                    Ok(event) => encoder.encode(&event, out),
-                    Err(err) => encoder.encode_error(&err, out),
-                }));
-            }
-            let response = state.gateway.chat_once_on(&route, request).await?;
-            Ok(Json(encode_response(&response)).into_response())
-        }
-    }
+    let translated = if needs_translation(state, &admission, DIALECT.name) {
+        let mut request = decode_request(model, &body)?;
+        request.request_id = Some(request_id);
+        request.stream = method == Method::Stream;
+        Some(request)
+    } else {
+        None
+    };
+    let exchange = Exchange {
+        state,
+        admission: &admission,
+        dialect: &DIALECT,
+        passthrough: |route: &Route| {
+            Ok(PassthroughRequest {
+                operation: operation(route, method).into(),
+                body: body.clone(),
+                stream: method == Method::Stream,
+                headers: axum::http::HeaderMap::new(),
+            })
+        },
+        translated,
+    };
+    let dispatched = exchange.run().await?;
+    Ok(respond(
+        dispatched,
+        admission,
+        &DIALECT,
+        |events| {
+            let mut encoder = ChunkEncoder::new();
+            sse_response(events, move |event, out| match event {
+                Ok(event) => encoder.encode(&event, out),
+                Err(err) => encoder.encode_error(&err, out),
+            })
+        },
+        |response| Json(encode_response(&response)).into_response(),
+    ))
 }
 
 fn error_frame(err: &GatewayError) -> Bytes {
@@ -142,9 +168,20 @@ fn error_frame(err: &GatewayError) -> Bytes {
 /// `x-modelgate-token-count` header).
 async fn count_tokens(
     state: &AppState,
-    route: &Route,
-    body: &[u8],
+    admission: &Admission,
+    body: &Bytes,
 ) -> Result<Response, GatewayError> {
+    let route = admission.targets.primary();
+    if state.gateway.can_pass_through(route, DIALECT.name) {
+        let request = PassthroughRequest {
+            operation: operation(route, Method::CountTokens).into(),
+            body: body.clone(),
+            stream: false,
+            headers: axum::http::HeaderMap::new(),
+        };
+        let response = state.gateway.passthrough(route, request).await?;
+        return Ok(passthrough_response(response, error_frame));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|err| {
         GatewayError::invalid_request(format!("the request body is not valid JSON: {err}"))
     })?;
@@ -174,12 +211,13 @@ fn model_entry(name: &str) -> Value {
     })
 }
 
-/// `GET /v1beta/models`: every resolvable name, as GenAI models.
-pub(crate) async fn list_models(State(state): State<AppState>) -> Json<Value> {
-    let models: Vec<Value> = state
-        .gateway
-        .router()
-        .names()
+/// `GET /v1beta/models`: every resolvable name the caller may use, as
+/// GenAI models.
+pub(crate) async fn list_models(
+    State(state): State<AppState>,
+    Extension(Caller(key)): Extension<Caller>,
+) -> Json<Value> {
+    let models: Vec<Value> = shared::listable_names(&state, key.as_deref())
         .iter()
         .map(|name| model_entry(name))
         .collect();

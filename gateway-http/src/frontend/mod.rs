@@ -6,7 +6,9 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod common;
+mod exchange;
 pub(crate) mod genai;
 pub(crate) mod openai;
 mod shared;
 mod tokens;
+mod usage;

@@ -15,11 +15,16 @@ use dialect_openai::request::decode_request;
 use dialect_openai::response::encode_response;
 use dialect_openai::stream::ChunkEncoder;
 use gateway_core::body::probe;
+use gateway_core::pipeline::KeyPolicy;
 use gateway_core::{GatewayError, PassthroughRequest, Route};
 use serde_json::json;
+use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::frontend::shared::{self, body_rejection, passthrough_response, sse_response, unix_now};
+use crate::auth::Caller;
+use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond};
+use crate::frontend::shared::{self, body_rejection, sse_response, unix_now};
+use crate::frontend::usage;
 use crate::request_id::RequestId;
 
 /// Renders `err` as OpenAI does: its status and `{"error": {...}}`.
@@ -27,75 +32,89 @@ pub(crate) fn error_response(err: &GatewayError) -> Response {
     shared::error_response(err, json!(error_body(err)))
 }
 
+/// How this frontend renders answers and reads usage.
+pub(crate) static DIALECT: Dialect = Dialect {
+    name: dialect_openai::DIALECT,
+    error_frame,
+    usage_in: usage::openai_usage,
+    output_limit_fields: &["/max_completion_tokens", "/max_tokens"],
+};
+
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(Caller(key)): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => return error_response(&body_rejection(&rejection)),
+        Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    shared::respond(handle(&state, request_id, body).await, error_response)
+    shared::respond(handle(&state, request_id, key, body).await, error_response)
 }
 
 async fn handle(
     state: &AppState,
     request_id: String,
+    key: Option<Arc<KeyPolicy>>,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
-    let route = state.gateway.resolve(&probed.model)?;
-    if state
-        .gateway
-        .can_pass_through(&route, dialect_openai::DIALECT)
-    {
-        let upstream_body = probed.rewrite_model(&body, &route.upstream_model);
-        let request = PassthroughRequest {
-            operation: "chat/completions".into(),
-            body: upstream_body,
-            stream: probed.stream,
-            headers: axum::http::HeaderMap::new(),
-        };
-        let response = state.gateway.passthrough(&route, request).await?;
-        return Ok(passthrough_response(response, error_frame));
-    }
-    translated(state, &route, request_id, &body).await
+    let admission = state.gateway.admit(key, &probed.model).await?;
+    let translated = if needs_translation(state, &admission, DIALECT.name) {
+        let decoded = decode_request(&body)?;
+        let mut request = decoded.request;
+        request.request_id = Some(request_id);
+        Some((request, decoded.include_usage))
+    } else {
+        None
+    };
+    let include_usage = translated.as_ref().is_some_and(|(_, include)| *include);
+    let exchange = Exchange {
+        state,
+        admission: &admission,
+        dialect: &DIALECT,
+        passthrough: |route: &Route| {
+            Ok(PassthroughRequest {
+                operation: "chat/completions".into(),
+                body: probed.rewrite_model(&body, &route.upstream_model),
+                stream: probed.stream,
+                headers: axum::http::HeaderMap::new(),
+            })
+        },
+        translated: translated.map(|(request, _)| request),
+    };
+    let dispatched = exchange.run().await?;
+    let created = unix_now();
+    Ok(respond(
+        dispatched,
+        admission,
+        &DIALECT,
+        |events| {
+            let mut encoder = ChunkEncoder::new(created, include_usage);
+            sse_response(events, move |event, out| match event {
+                Ok(event) => encoder.encode(&event, out),
+                Err(err) => encoder.encode_error(&err, out),
+            })
+        },
+        |response| Json(encode_response(&response, created)).into_response(),
+    ))
 }
 
 fn error_frame(err: &GatewayError) -> Bytes {
     Bytes::from(format!("data: {}\n\n", json!(error_body(err))))
 }
 
-async fn translated(
-    state: &AppState,
-    route: &Route,
-    request_id: String,
-    body: &[u8],
-) -> Result<Response, GatewayError> {
-    let decoded = decode_request(body)?;
-    let mut request = decoded.request;
-    request.request_id = Some(request_id);
-    let created = unix_now();
-    if request.stream {
-        let events = state.gateway.chat_stream_on(route, request).await?;
-        let mut encoder = ChunkEncoder::new(created, decoded.include_usage);
-        return Ok(sse_response(events, move |event, out| match event {
-            Ok(event) => encoder.encode(&event, out),
-            Err(err) => encoder.encode_error(&err, out),
-        }));
-    }
-    let response = state.gateway.chat_once_on(route, request).await?;
-    Ok(Json(encode_response(&response, created)).into_response())
-}
-
-/// `GET /v1/models`: every alias and every `backend/model`.
-pub(crate) async fn list_models(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// `GET /v1/models`: every alias and every `backend/model` the caller may
+/// use.
+pub(crate) async fn list_models(
+    State(state): State<AppState>,
+    Extension(Caller(key)): Extension<Caller>,
+) -> Json<serde_json::Value> {
     let router = state.gateway.router();
     let aliases = router.aliases();
-    let data: Vec<serde_json::Value> = router
-        .names()
+    let data: Vec<serde_json::Value> = shared::listable_names(&state, key.as_deref())
         .into_iter()
         .map(|name| {
             let owned_by = match aliases.iter().find(|(alias, _)| *alias == name) {

@@ -10,7 +10,28 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures::StreamExt;
+use gateway_core::pipeline::KeyPolicy;
 use gateway_core::{ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse};
+
+use crate::app::AppState;
+
+/// Every resolvable name `key` may use (all of them without keys), in the
+/// router's listing order.
+pub(crate) fn listable_names(state: &AppState, key: Option<&KeyPolicy>) -> Vec<String> {
+    let router = state.gateway.router();
+    let names = router.names();
+    match key {
+        None => names,
+        Some(key) => names
+            .into_iter()
+            .filter(|name| {
+                router
+                    .plan(name)
+                    .is_ok_and(|targets| key.may_list(name, &targets))
+            })
+            .collect(),
+    }
+}
 
 /// An error response with `err`'s status, `body` (the dialect's rendering of
 /// it) and `Retry-After` when the error says when to retry.
@@ -38,13 +59,13 @@ pub(crate) fn respond(
 }
 
 /// Maps axum's body extraction failure (too large, unreadable) to ours.
-pub(crate) fn body_rejection(rejection: &BytesRejection) -> GatewayError {
+pub(crate) fn body_rejection(rejection: &BytesRejection, state: &AppState) -> GatewayError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         GatewayError::new(
             ErrorKind::PayloadTooLarge,
             format!(
-                "the request body is larger than {} bytes",
-                crate::app::MAX_BODY_BYTES
+                "the request body is larger than {} bytes (limits.max_body_bytes)",
+                state.gateway.limits().max_body_bytes
             ),
         )
     } else {

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mock_upstream::MockUpstream;
@@ -99,6 +100,12 @@ models = [{{ id = "llama", upstream = "llama-test-upstream" }}, {{ id = "paralle
 [aliases]
 default = "mock/echo"
 fast = "up/gpt-test"
+
+# Quick retries; an upstream Retry-After (the mock's 7 s) is not waited out.
+[reliability]
+backoff_base_ms = 1
+backoff_max_ms = 5
+max_retry_after_ms = 1000
 "#
     )
 }
@@ -115,6 +122,7 @@ pub fn closed_port() -> u16 {
 pub struct Modelgate {
     pub child: Child,
     pub base: String,
+    stderr: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -122,6 +130,11 @@ impl Modelgate {
     /// Starts the binary with `config` written to a temp file and waits for
     /// its "listening on" line (bounded, no sleeping).
     pub async fn start(config: &str) -> Self {
+        Self::start_logging(config, "warn").await
+    }
+
+    /// Like [`Modelgate::start`] with `MODELGATE_LOG` set to `log_level`.
+    pub async fn start_logging(config: &str, log_level: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path: PathBuf = dir.path().join("modelgate.toml");
         std::fs::write(&path, config).expect("write config");
@@ -129,12 +142,27 @@ impl Modelgate {
             .arg("--config")
             .arg(&path)
             .env_remove("MODELGATE_CONFIG")
-            .env("MODELGATE_LOG", "warn")
+            .env("MODELGATE_LOG", log_level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn modelgate");
+        // Everything the gateway says on stderr is kept (for assertions) and
+        // echoed (for whoever reads the test output).
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let kept = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err_lines.next_line().await {
+                eprintln!("[modelgate] {line}");
+                let mut kept = kept
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(Duration::from_secs(30), async {
@@ -150,12 +178,34 @@ impl Modelgate {
         Self {
             child,
             base,
+            stderr,
             _dir: dir,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// What the gateway wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Panics if the gateway exited or reported a panic.
+    pub fn assert_healthy(&mut self) {
+        assert!(
+            self.child.try_wait().expect("try_wait").is_none(),
+            "modelgate exited"
+        );
+        let stderr = self.stderr();
+        assert!(
+            !stderr.contains("panicked"),
+            "modelgate panicked:\n{stderr}"
+        );
     }
 }
 

@@ -116,6 +116,7 @@ unsafe extern "C" fn create(
             endpoint,
             credential: config.credential.map(Secret::new),
             options: config.options,
+            connect_timeout: None,
         };
         let build = BUILD.get().ok_or("the plugin registered no factory")?;
         runtime().ok_or("the plugin could not start its runtime")?;

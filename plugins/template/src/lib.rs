@@ -118,6 +118,7 @@ mod tests {
             endpoint: None,
             credential: None,
             options: serde_json::from_str(r#"{"prefix": "you said: "}"#).expect("json"),
+            connect_timeout: None,
         };
         let adapter = build("template-echo", &backend).expect("builds");
         let request = ChatRequest {

@@ -97,13 +97,17 @@ pub(crate) async fn messages(
 ) -> Response {
     let json = record(&state, &method, &uri, &headers, &body);
     let model = json["model"].as_str().unwrap_or("").to_owned();
-    if let Some(status) = error_status(&model) {
+    if let Some(response) = crate::fault(&state, &model).await {
+        return response;
+    }
+    if let Some(status) = error_status(&state, &model) {
         let kind = if status == StatusCode::TOO_MANY_REQUESTS {
             "rate_limit_error"
         } else {
             "api_error"
         };
         return failure(
+            &model,
             status,
             json!({"type": "error", "error": {"type": kind, "message": format!("mock upstream failure {}", status.as_u16())}}),
         );

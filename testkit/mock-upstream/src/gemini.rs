@@ -122,9 +122,13 @@ pub(crate) async fn models(
     let Some((model, action)) = rest.rsplit_once(':') else {
         return (StatusCode::NOT_FOUND, "no method").into_response();
     };
-    if let Some(status) = error_status(model) {
+    if let Some(response) = crate::fault(&state, model).await {
+        return response;
+    }
+    if let Some(status) = error_status(&state, model) {
         let code = status.as_u16();
         return failure(
+            model,
             status,
             json!({"error": {"code": code, "message": format!("mock upstream failure {code}"), "status": "MOCK"}}),
         );

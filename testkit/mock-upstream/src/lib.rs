@@ -14,6 +14,11 @@
 //! | `midstream-error`| (stream) two chunks, then an error event |
 //! | `truncated`      | (stream) two chunks, then the connection ends |
 //! | `endless`        | (stream) a chunk every 10 ms until the client goes away |
+//! | `hang-mid`       | (stream) two chunks, then nothing until the client goes away |
+//! | `hang`           | nothing at all (no headers) until the client goes away |
+//! | `reset`          | the connection is broken instead of answered |
+//! | `first-N`        | with `error-NNN`: only the first N requests to the model fail |
+//! | `retry-after-N`  | with `error-429`: `Retry-After: N` instead of 7 |
 //! | `parallel`       | two tool calls in one turn when tools are offered |
 //! | `mixed`          | (OpenAI stream) text and the first tool call in one chunk |
 //! | anything else    | `echo: <last user text>`; a tool call when tools are offered and the last message is the user's; `tool result was: <content>` after a tool message |
@@ -67,6 +72,8 @@ pub struct MockState {
     disconnects: AtomicUsize,
     disconnected: Notify,
     pub(crate) counter: AtomicU64,
+    /// Requests seen per model, for `first-N` failures.
+    per_model: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl MockState {
@@ -301,8 +308,12 @@ async fn chat_completions(
 ) -> Response {
     let json = record(&state, &method, &uri, &headers, &body);
     let model = json["model"].as_str().unwrap_or("").to_owned();
-    if let Some(status) = error_status(&model) {
+    if let Some(response) = crate::fault(&state, &model).await {
+        return response;
+    }
+    if let Some(status) = error_status(&state, &model) {
         return failure(
+            &model,
             status,
             json!({"error": {
                 "message": format!("mock upstream failure {}", status.as_u16()),
@@ -381,14 +392,53 @@ async fn chat_completions(
     .into_response()
 }
 
-pub(crate) fn error_status(model: &str) -> Option<StatusCode> {
-    let code = model
-        .split("error-")
+/// The number after `marker` in a model name (`first-2` → 2).
+fn number_after(model: &str, marker: &str) -> Option<u64> {
+    let digits: String = model
+        .split(marker)
         .nth(1)?
-        .get(..3)?
-        .parse::<u16>()
-        .ok()?;
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The error status this request gets: `error-NNN`, for every request, or
+/// only for the first N requests to the model when it also says `first-N`.
+pub(crate) fn error_status(state: &MockState, model: &str) -> Option<StatusCode> {
+    let code = u16::try_from(number_after(model, "error-")?).ok()?;
+    if let Some(limit) = number_after(model, "first-") {
+        let mut seen = state
+            .per_model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = seen.entry(model.to_owned()).or_insert(0);
+        *count += 1;
+        if *count > limit {
+            return None;
+        }
+    }
     StatusCode::from_u16(code).ok()
+}
+
+/// Transport faults, by model name: `hang` never answers (a disconnect is
+/// counted when the client gives up); `reset` breaks the connection
+/// instead of answering.
+pub(crate) async fn fault(state: &Arc<MockState>, model: &str) -> Option<Response> {
+    if model.contains("hang") && !model.contains("hang-mid") {
+        let _guard = DisconnectGuard(state.clone());
+        std::future::pending::<()>().await;
+    }
+    if model.contains("reset") {
+        let broken = stream::once(async {
+            Err::<Bytes, _>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "mock reset",
+            ))
+        });
+        return Some(Body::from_stream(broken).into_response());
+    }
+    None
 }
 
 pub(crate) fn frame(value: &Value) -> String {
@@ -461,6 +511,16 @@ impl Script {
             error,
             tick,
         } = self;
+        if model.contains("hang-mid") {
+            // The first frames, then silence until the client goes away.
+            let guard = DisconnectGuard(state.clone());
+            frames.truncate(head);
+            let silence = stream::pending().map(move |()| {
+                let _keep_alive = &guard;
+                Ok::<_, Infallible>(String::new())
+            });
+            return Body::from_stream(stream::iter(frames.into_iter().map(Ok)).chain(silence));
+        }
         if model.contains("endless") {
             let guard = DisconnectGuard(state.clone());
             frames.truncate(head);
@@ -480,13 +540,15 @@ impl Script {
     }
 }
 
-/// An error answer with `Retry-After: 7` on 429, as providers send it.
-pub(crate) fn failure(status: StatusCode, body: Value) -> Response {
+/// An error answer; on 429 with `Retry-After: 7` as providers send it, or
+/// N seconds when the model says `retry-after-N`.
+pub(crate) fn failure(model: &str, status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
+        let seconds = number_after(model, "retry-after-").unwrap_or(7);
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("7"));
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
     }
     response
 }

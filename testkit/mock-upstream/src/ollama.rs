@@ -82,7 +82,10 @@ pub(crate) async fn chat(
 ) -> Response {
     let json = record(&state, &method, &uri, &headers, &body);
     let model = json["model"].as_str().unwrap_or("").to_owned();
-    if let Some(status) = error_status(&model) {
+    if let Some(response) = crate::fault(&state, &model).await {
+        return response;
+    }
+    if let Some(status) = error_status(&state, &model) {
         return (
             status,
             axum::Json(json!({"error": format!("mock upstream failure {}", status.as_u16())})),

@@ -1,0 +1,104 @@
+//! Who is calling: reads the client token from wherever the caller's SDK
+//! puts it and checks it against `[[keys]]`, before any handler runs.
+//!
+//! Tokens are read from `Authorization: Bearer` (OpenAI), `x-api-key`
+//! (Anthropic), `x-goog-api-key` and `?key=` (Google). They identify the
+//! caller to the gateway only: they are never forwarded upstream, logged or
+//! echoed. A failure is a 401 in the dialect the path belongs to.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Uri, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use gateway_core::pipeline::KeyPolicy;
+
+use crate::app::AppState;
+use crate::frontend::common::error_for_path;
+
+/// The authenticated caller's key, or `None` when no keys are configured.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub(crate) Option<Arc<KeyPolicy>>);
+
+/// The token the caller sent, from the first place that has one.
+pub(crate) fn caller_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<Cow<'a, str>> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(value) = header(header::AUTHORIZATION.as_str()) {
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .unwrap_or(value);
+        return Some(Cow::Borrowed(token.trim()));
+    }
+    if let Some(token) = header("x-api-key").or_else(|| header("x-goog-api-key")) {
+        return Some(Cow::Borrowed(token));
+    }
+    let query = uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "key")
+        .map(|(_, value)| Cow::Owned(value.into_owned()))
+}
+
+/// Middleware: authenticates every request except `/health` and records
+/// the caller for the handlers.
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path == "/health" || (path.starts_with("/api/") && path.ends_with("/health")) {
+        return next.run(request).await;
+    }
+    let token = caller_token(request.headers(), request.uri());
+    match state.gateway.authenticate(token.as_deref()) {
+        Ok(key) => {
+            drop(token);
+            request.extensions_mut().insert(Caller(key));
+            next.run(request).await
+        }
+        Err(err) => {
+            let path = request.uri().path().to_owned();
+            error_for_path(&path, &err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(headers: &[(&str, &str)], uri: &str) -> Option<String> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+        }
+        let uri: Uri = uri.parse().expect("uri");
+        caller_token(&map, &uri).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn each_sdks_place_is_read() {
+        assert_eq!(
+            token(&[("authorization", "Bearer a1")], "/"),
+            Some("a1".into())
+        );
+        assert_eq!(token(&[("x-api-key", "b2")], "/"), Some("b2".into()));
+        assert_eq!(token(&[("x-goog-api-key", "c3")], "/"), Some("c3".into()));
+        assert_eq!(
+            token(&[], "/v1beta/models?key=d%2B4&alt=sse"),
+            Some("d+4".into())
+        );
+        assert_eq!(token(&[], "/v1beta/models?alt=sse"), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! Reads token usage out of pass-through answers without changing or
+//! holding them up: only when the caller has a token budget, only the
+//! lines that mention usage are parsed, and the bytes go on untouched.
+
+use bytes::Bytes;
+use gateway_core::Usage;
+use gateway_core::pipeline::UsageMeter;
+use serde_json::Value;
+
+/// Watches an answer's bytes for usage and charges the most complete usage
+/// seen when dropped (at the end of the answer, or when the client goes
+/// away).
+pub(crate) struct UsageTap {
+    meter: UsageMeter,
+    usage_in: fn(&Value) -> Option<Usage>,
+    sse: bool,
+    /// An SSE line not yet complete, or a whole JSON body so far.
+    pending: Vec<u8>,
+    seen: Option<Usage>,
+}
+
+impl UsageTap {
+    /// A tap for an SSE answer (`sse`) or a JSON one.
+    pub(crate) fn new(meter: UsageMeter, usage_in: fn(&Value) -> Option<Usage>, sse: bool) -> Self {
+        Self {
+            meter,
+            usage_in,
+            sse,
+            pending: Vec::new(),
+            seen: None,
+        }
+    }
+
+    /// Looks at one chunk of the answer.
+    pub(crate) fn observe(&mut self, chunk: &Bytes) {
+        if !self.sse {
+            // JSON answers carry usage at the end; keep the body to parse it
+            // once complete (answers are small next to the budget check).
+            self.pending.extend_from_slice(chunk);
+            return;
+        }
+        let mut rest: &[u8] = chunk;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = rest.split_at(newline);
+            rest = &tail[1..];
+            if self.pending.is_empty() {
+                self.line(line);
+            } else {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(line);
+                self.line(&whole);
+            }
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        if !contains(data, b"sage") {
+            return;
+        }
+        if let Ok(value) = serde_json::from_slice::<Value>(data.trim_ascii()) {
+            self.merge(&value);
+        }
+    }
+
+    fn merge(&mut self, value: &Value) {
+        if let Some(found) = (self.usage_in)(value) {
+            let seen = self.seen.get_or_insert_with(Usage::default);
+            seen.input = seen.input.max(found.input);
+            seen.output = seen.output.max(found.output);
+        }
+    }
+}
+
+impl Drop for UsageTap {
+    fn drop(&mut self) {
+        if !self.sse && !self.pending.is_empty() {
+            let body = std::mem::take(&mut self.pending);
+            if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+                self.merge(&value);
+            }
+        }
+        if let Some(usage) = &self.seen {
+            self.meter.record(usage);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn count(value: &Value, field: &str) -> u64 {
+    value.get(field).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// OpenAI: `usage.prompt_tokens` / `completion_tokens` (whole answers and
+/// the last chunk of a stream with `include_usage`).
+pub(crate) fn openai_usage(value: &Value) -> Option<Usage> {
+    let usage = value.get("usage").filter(|usage| usage.is_object())?;
+    Some(Usage {
+        input: count(usage, "prompt_tokens"),
+        output: count(usage, "completion_tokens"),
+        cached: None,
+    })
+}
+
+/// Anthropic: `usage` in a whole answer or `message_delta`, `message.usage`
+/// in `message_start`; cache reads and writes count as input.
+pub(crate) fn anthropic_usage(value: &Value) -> Option<Usage> {
+    let usage = value
+        .get("usage")
+        .or_else(|| {
+            value
+                .get("message")
+                .and_then(|message| message.get("usage"))
+        })
+        .filter(|usage| usage.is_object())?;
+    Some(Usage {
+        input: count(usage, "input_tokens")
+            + count(usage, "cache_read_input_tokens")
+            + count(usage, "cache_creation_input_tokens"),
+        output: count(usage, "output_tokens"),
+        cached: None,
+    })
+}
+
+/// Gemini: `usageMetadata`; thoughts count as output.
+pub(crate) fn gemini_usage(value: &Value) -> Option<Usage> {
+    let usage = value
+        .get("usageMetadata")
+        .filter(|usage| usage.is_object())?;
+    Some(Usage {
+        input: count(usage, "promptTokenCount"),
+        output: count(usage, "candidatesTokenCount") + count(usage, "thoughtsTokenCount"),
+        cached: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_dialects_usage_is_read() {
+        let openai = json!({"usage": {"prompt_tokens": 3, "completion_tokens": 4}});
+        assert_eq!(
+            openai_usage(&openai).map(|u| (u.input, u.output)),
+            Some((3, 4))
+        );
+        assert_eq!(openai_usage(&json!({"usage": null})), None);
+        let start = json!({"type": "message_start", "message": {"usage": {"input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 1}}});
+        assert_eq!(
+            anthropic_usage(&start).map(|u| (u.input, u.output)),
+            Some((7, 1))
+        );
+        let gemini = json!({"usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 3, "thoughtsTokenCount": 4}});
+        assert_eq!(
+            gemini_usage(&gemini).map(|u| (u.input, u.output)),
+            Some((2, 7))
+        );
+    }
+}
