@@ -251,13 +251,13 @@ impl Gateway {
                 },
             );
         }
-        let keys = match KeyRing::build(&config.keys, env) {
-            Ok(keys) => keys,
-            Err(found) => {
-                issues.extend(found);
-                KeyRing::default()
-            }
-        };
+        // An unset token variable is treated like an unset credential one.
+        let (keys, unset, invalid) = KeyRing::build(&config.keys, env);
+        issues.extend(invalid);
+        match missing_credential {
+            MissingCredential::Fail => issues.extend(unset),
+            MissingCredential::Warn => warnings.extend(unset),
+        }
         if !issues.is_empty() {
             return Err(ConfigError {
                 source_name: source_name.to_owned(),
@@ -372,7 +372,8 @@ impl Gateway {
                 OutputCap::Clamp => Ok(Some(cap)),
                 OutputCap::Reject => {
                     let mut err = GatewayError::invalid_request(format!(
-                        "the request asks for {asked} output tokens; at most {cap} are allowed                          for this key and model"
+                        "the request asks for {asked} output tokens; at most {cap} are allowed \
+                         for this key and model"
                     ));
                     err.param = Some("max_tokens".to_owned());
                     Err(err)

@@ -131,9 +131,21 @@ options = {{ command = "tr", args = ["a-z", "A-Z"] }}
 [aliases]
 default = "mock/echo"
 fast = "up/gpt-test"
+
+# Quick retries; the mock's Retry-After of 7 s is not waited out.
+[reliability]
+backoff_base_ms = 1
+backoff_max_ms = 5
+max_retry_after_ms = 1000
 """
     )
-    env = dict(os.environ, MODELGATE_LOG="warn")
+    yield from _serve(config)
+
+
+def _serve(config, **extra_env):
+    """Runs modelgate on `config` until the fixture ends; checks it stops
+    cleanly on SIGTERM."""
+    env = dict(os.environ, MODELGATE_LOG="warn", **extra_env)
     env.pop("MODELGATE_CONFIG", None)
     proc, base = _start(
         [_binary("MODELGATE_BIN"), "--config", str(config)], "modelgate listening on ", env
@@ -141,3 +153,55 @@ fast = "up/gpt-test"
     yield base
     proc.terminate()
     assert proc.wait(timeout=10) == 0, "modelgate did not shut down cleanly on SIGTERM"
+
+
+# App keys for the keyed gateway: one read from the environment, allowed
+# `default` and the `up` backend; one stored as a SHA-256, limited to one
+# request per minute.
+APP_KEY = "mg-sdk-app-key"
+LIMITED_KEY = "mg-sdk-limited-key"
+
+
+@pytest.fixture(scope="session")
+def keyed_gateway(upstream, tmp_path_factory):
+    import hashlib
+
+    limited_digest = hashlib.sha256(LIMITED_KEY.encode()).hexdigest()
+    config = tmp_path_factory.mktemp("keyed") / "modelgate.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:0"
+
+[[keys]]
+id = "app"
+token = {{ env = "MODELGATE_SDK_APP_KEY" }}
+models = ["default", "up/*"]
+
+[[keys]]
+id = "limited"
+token = {{ sha256 = "{limited_digest}" }}
+rpm = 1
+
+[[backends]]
+id = "mock"
+dialect = "mock"
+models = [{{ id = "echo" }}]
+
+[[backends]]
+id = "up"
+dialect = "openai"
+endpoint = "{upstream.base}/v1"
+models = [{{ id = "gpt-test" }}]
+
+[[backends]]
+id = "claude"
+dialect = "anthropic"
+endpoint = "{upstream.base}"
+models = [{{ id = "sonnet" }}]
+
+[aliases]
+default = "mock/echo"
+"""
+    )
+    yield from _serve(config, MODELGATE_SDK_APP_KEY=APP_KEY)

@@ -71,6 +71,19 @@ pub(super) fn check(config: &Config) -> Vec<ConfigIssue> {
         }
     }
 
+    let mut seen_keys: HashMap<&str, usize> = HashMap::new();
+    for (index, key) in config.keys.iter().enumerate() {
+        if let Some(first) = seen_keys.insert(&key.id, index) {
+            issues.push(ConfigIssue::new(
+                root.key("keys").index(index).key("id"),
+                format!(
+                    "duplicate key id '{}' (first defined at keys[{first}])",
+                    key.id
+                ),
+            ));
+        }
+    }
+
     if !config.aliases.contains_key("default") {
         issues.push(ConfigIssue::new(
             root.key("aliases").key("default"),

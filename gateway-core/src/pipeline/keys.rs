@@ -82,8 +82,13 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// Builds the ring from `[[keys]]`, reading `{ env }` tokens through
-    /// `env`. Problems are returned as config issues (all of them).
-    pub fn build(keys: &[KeyConfig], env: EnvLookup<'_>) -> Result<Self, Vec<ConfigIssue>> {
+    /// `env`. Returns the ring (without keys whose token could not be had),
+    /// the unset token variables, and the other problems.
+    pub fn build(
+        keys: &[KeyConfig],
+        env: EnvLookup<'_>,
+    ) -> (Self, Vec<ConfigIssue>, Vec<ConfigIssue>) {
+        let mut unset = Vec::new();
         let mut issues = Vec::new();
         let mut ring = Vec::new();
         for (index, key) in keys.iter().enumerate() {
@@ -92,7 +97,7 @@ impl KeyRing {
                 KeyToken::Env(var) => match env(&var.env) {
                     Some(token) if !token.is_empty() => Some(sha256(token.as_bytes())),
                     _ => {
-                        issues.push(ConfigIssue::new(
+                        unset.push(ConfigIssue::new(
                             at.key("token").key("env"),
                             format!(
                                 "environment variable {} is not set (key '{}' reads its token \
@@ -137,11 +142,7 @@ impl KeyRing {
                 }));
             }
         }
-        if issues.is_empty() {
-            Ok(Self { keys: ring })
-        } else {
-            Err(issues)
-        }
+        (Self { keys: ring }, unset, issues)
     }
 
     /// True when no keys are configured (any caller is accepted).
@@ -276,7 +277,8 @@ mod tests {
             ),
         ];
         let env = |name: &str| (name == "TOKEN_VAR").then(|| "env-token".to_owned());
-        let ring = KeyRing::build(&keys, &env).expect("ring");
+        let (ring, unset, issues) = KeyRing::build(&keys, &env);
+        assert!(unset.is_empty() && issues.is_empty());
         let id = |token| {
             ring.authenticate(token)
                 .map(|key| key.map(|key| key.id.to_string()))
@@ -307,8 +309,12 @@ mod tests {
                 &["mock/[x"],
             ),
         ];
-        let issues = KeyRing::build(&keys, &|_| None).expect_err("issues");
-        let paths: Vec<String> = issues.iter().map(|i| i.path.to_string()).collect();
+        let (_, unset, issues) = KeyRing::build(&keys, &|_| None);
+        let paths: Vec<String> = unset
+            .iter()
+            .chain(&issues)
+            .map(|i| i.path.to_string())
+            .collect();
         assert_eq!(paths, ["keys[0].token.env", "keys[1].models[0]"]);
     }
 
