@@ -408,7 +408,14 @@ async fn tokens_per_minute_are_charged_from_real_usage() {
         let rig = Rig::start(&key).await;
         let first = rig.chat(Some("tok-tpm"), body.clone()).await;
         assert_eq!(first.status(), 200, "{name}");
-        let _ = first.text().await;
+        let text = first.text().await.expect("first body");
+        if name.ends_with("usage not asked for") {
+            // The gateway asked upstream for usage and hid it from the caller.
+            let sent = rig.upstream.state().requests();
+            assert_eq!(sent[0].body["stream_options"]["include_usage"], true);
+            assert!(!text.contains("\"usage\""), "{text}");
+            assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        }
         let second = rig.chat(Some("tok-tpm"), body).await;
         assert_eq!(second.status(), 429, "{name}");
         assert!(second.headers().contains_key("retry-after"), "{name}");

@@ -104,6 +104,7 @@ async fn handle(
         dispatched,
         admission,
         &DIALECT,
+        false,
         |events| {
             let mut encoder = EventEncoder::new();
             sse_response(events, move |event, out| match event {

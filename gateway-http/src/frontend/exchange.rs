@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::app::AppState;
 use crate::frontend::shared::passthrough_response;
-use crate::frontend::usage::UsageTap;
+use crate::frontend::usage::{UsageTap, hide_usage_chunk as hide_usage_chunk_from};
 
 /// What one attempt produced.
 pub(crate) enum Answer {
@@ -135,7 +135,7 @@ where
 }
 
 /// Sets `pointer` in `value`, creating objects on the way.
-fn set_pointer(value: &mut Value, pointer: &str, new: Value) {
+pub(crate) fn set_pointer(value: &mut Value, pointer: &str, new: Value) {
     let mut at = value;
     let mut parts = pointer.trim_start_matches('/').split('/').peekable();
     while let Some(part) = parts.next() {
@@ -161,6 +161,7 @@ pub(crate) fn respond(
     dispatched: Dispatched<Answer>,
     admission: Admission,
     dialect: &'static Dialect,
+    hide_usage_chunk: bool,
     stream: impl FnOnce(ChatStream) -> Response,
     once: impl FnOnce(ChatResponse) -> Response,
 ) -> Response {
@@ -185,6 +186,9 @@ pub(crate) fn respond(
                         tap.observe(bytes);
                     }
                 }));
+                if sse && hide_usage_chunk {
+                    upstream.body = hide_usage_chunk_from(upstream.body);
+                }
             }
             upstream.body = Box::pin(Watchdog::new(
                 upstream.body,

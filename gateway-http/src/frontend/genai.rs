@@ -146,6 +146,7 @@ async fn handle(
         dispatched,
         admission,
         &DIALECT,
+        false,
         |events| {
             let mut encoder = ChunkEncoder::new();
             sse_response(events, move |event, out| match event {

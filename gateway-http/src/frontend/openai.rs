@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond};
+use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond, set_pointer};
 use crate::frontend::shared::{self, body_rejection, sse_response, unix_now};
 use crate::frontend::usage;
 use crate::request_id::RequestId;
@@ -71,14 +71,22 @@ async fn handle(
         None
     };
     let include_usage = translated.as_ref().is_some_and(|(_, include)| *include);
+    // A caller with a token budget is charged from real usage, so a stream
+    // that did not ask for usage asks for it upstream; the extra chunk is
+    // hidden from the caller again.
+    let hide_usage_chunk = admission.meter().is_some() && probed.stream && !probed.include_usage;
     let exchange = Exchange {
         state,
         admission: &admission,
         dialect: &DIALECT,
         passthrough: |route: &Route| {
+            let mut body = probed.rewrite_model(&body, &route.upstream_model);
+            if hide_usage_chunk {
+                body = with_usage_requested(&body)?;
+            }
             Ok(PassthroughRequest {
                 operation: "chat/completions".into(),
-                body: probed.rewrite_model(&body, &route.upstream_model),
+                body,
                 stream: probed.stream,
                 headers: axum::http::HeaderMap::new(),
             })
@@ -91,6 +99,7 @@ async fn handle(
         dispatched,
         admission,
         &DIALECT,
+        hide_usage_chunk,
         |events| {
             let mut encoder = ChunkEncoder::new(created, include_usage);
             sse_response(events, move |event, out| match event {
@@ -100,6 +109,21 @@ async fn handle(
         },
         |response| Json(encode_response(&response, created)).into_response(),
     ))
+}
+
+/// `body` with `stream_options.include_usage` set.
+fn with_usage_requested(body: &Bytes) -> Result<Bytes, GatewayError> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
+        GatewayError::invalid_request(format!("the request body is not valid JSON: {err}"))
+    })?;
+    set_pointer(
+        &mut value,
+        "/stream_options/include_usage",
+        serde_json::Value::Bool(true),
+    );
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|err| GatewayError::internal(format!("cannot encode the request: {err}")))
 }
 
 fn error_frame(err: &GatewayError) -> Bytes {

@@ -3,8 +3,9 @@
 //! lines that mention usage are parsed, and the bytes go on untouched.
 
 use bytes::Bytes;
-use gateway_core::Usage;
+use futures::StreamExt;
 use gateway_core::pipeline::UsageMeter;
+use gateway_core::{UpstreamBody, Usage};
 use serde_json::Value;
 
 /// Watches an answer's bytes for usage and charges the most complete usage
@@ -89,6 +90,94 @@ impl Drop for UsageTap {
     }
 }
 
+/// Drops the usage-only chunk (`"choices":[]` with `usage`) from an OpenAI
+/// stream whose caller did not ask for usage, when the gateway asked the
+/// upstream for it to charge a token budget. Complete events pass on at
+/// once; only an event cut across two chunks waits for its end.
+pub(crate) struct HiddenUsageFilter {
+    pending: bytes::BytesMut,
+}
+
+impl HiddenUsageFilter {
+    /// A filter with nothing pending.
+    pub(crate) fn new() -> Self {
+        Self {
+            pending: bytes::BytesMut::new(),
+        }
+    }
+
+    /// The part of `chunk` (with what was pending) to send on.
+    pub(crate) fn filter(&mut self, chunk: Bytes) -> Bytes {
+        if self.pending.is_empty()
+            && !contains(&chunk, b"\"choices\":[]")
+            && chunk.ends_with(b"\n\n")
+        {
+            return chunk;
+        }
+        self.pending.extend_from_slice(&chunk);
+        let mut out = bytes::BytesMut::with_capacity(self.pending.len());
+        while let Some(end) = event_end(&self.pending) {
+            let event = self.pending.split_to(end);
+            let usage_only = contains(&event, b"\"choices\":[]") && contains(&event, b"\"usage\"");
+            if !usage_only {
+                out.extend_from_slice(&event);
+            }
+        }
+        out.freeze()
+    }
+
+    /// What is left when the upstream ends (an unterminated last event).
+    pub(crate) fn rest(&mut self) -> Bytes {
+        std::mem::take(&mut self.pending).freeze()
+    }
+}
+
+/// `body` without its usage-only chunk (see [`HiddenUsageFilter`]); an
+/// unterminated last event is sent when the upstream ends.
+pub(crate) fn hide_usage_chunk(body: UpstreamBody) -> UpstreamBody {
+    let state = (body, HiddenUsageFilter::new(), false);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut body, mut filter, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match body.next().await {
+                    Some(Ok(bytes)) => {
+                        let out = filter.filter(bytes);
+                        if !out.is_empty() {
+                            return Some((Ok(out), (body, filter, false)));
+                        }
+                    }
+                    Some(Err(err)) => return Some((Err(err), (body, filter, true))),
+                    None => {
+                        let rest = filter.rest();
+                        return (!rest.is_empty()).then_some((Ok(rest), (body, filter, true)));
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// The length of the first complete SSE event in `buffer`, separator
+/// included.
+fn event_end(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|at| at + 2);
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
@@ -146,6 +235,21 @@ pub(crate) fn gemini_usage(value: &Value) -> Option<Usage> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_usage_only_chunk_is_hidden_across_chunk_boundaries() {
+        let mut filter = HiddenUsageFilter::new();
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let mut out = Vec::new();
+        for piece in stream.as_bytes().chunks(7) {
+            out.extend_from_slice(&filter.filter(Bytes::copy_from_slice(piece)));
+        }
+        out.extend_from_slice(&filter.rest());
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+        );
+    }
 
     #[test]
     fn each_dialects_usage_is_read() {
