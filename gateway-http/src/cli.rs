@@ -180,6 +180,11 @@ fn serve(explicit: &Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Resu
         eprintln!("modelgate: {refusal}");
         return Ok(ExitCode::FAILURE);
     }
+    // Each open stream holds two sockets; the usual soft limit of 1024
+    // descriptors would cap the gateway near 500 streams.
+    if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open-file limit: {err}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

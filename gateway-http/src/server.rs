@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use gateway_core::Gateway;
 use tokio::net::TcpListener;
 
@@ -34,6 +35,13 @@ pub async fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Resu
         writeln!(stdout, "modelgate listening on http://{local}")?;
         stdout.flush()?;
     }
+    // Streams are written event by event; without TCP_NODELAY, Nagle's
+    // algorithm and the client's delayed ACK hold small writes for ~40 ms.
+    let listener = listener.tap_io(|socket| {
+        if let Err(err) = socket.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {err}");
+        }
+    });
     axum::serve(listener, crate::app::router(gateway))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -5,6 +5,10 @@
 //! * `test`: every test: the Rust workspace, then the SDK suite (official
 //!   client SDKs from PyPI in `tests/sdk/.venv`, driven against the real
 //!   binaries).
+//! * `bench [--smoke] [--seconds N] [--rounds N] [--streams N]`: modelgate
+//!   next to nginx in front of a fast upstream, under `wrk` (see `bench.rs`).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -14,7 +18,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("schema") => schema(args.iter().any(|arg| arg == "--check")),
         Some("test") => test(),
-        _ => Err("usage: cargo xtask <schema [--check] | test>".to_owned()),
+        Some("bench") => bench::bench(&args[1..]),
+        _ => Err("usage: cargo xtask <schema [--check] | test | bench [--smoke]>".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,11 +30,16 @@ pub struct StreamLimits {
 pub type Held = Vec<Box<dyn Any + Send + Sync>>;
 
 /// A stream with idle and total time limits that holds `held` while it runs.
+///
+/// One timer serves both limits: it is set for the earlier of the deadline
+/// and "idle after the last item", and an item only notes the time, so a
+/// fast stream does not move a timer on every chunk.
 pub struct Watchdog<S> {
     inner: Option<Pin<Box<S>>>,
     idle: Duration,
-    idle_timer: Pin<Box<Sleep>>,
-    deadline_timer: Pin<Box<Sleep>>,
+    last_item: Instant,
+    deadline: Instant,
+    timer: Pin<Box<Sleep>>,
     deadline_reason: String,
     held: Held,
 }
@@ -42,11 +47,14 @@ pub struct Watchdog<S> {
 impl<S> Watchdog<S> {
     /// Watches `inner` with `limits`, holding `held` until the end.
     pub fn new(inner: S, limits: StreamLimits, held: Held) -> Self {
+        let now = Instant::now();
+        let first = (now + limits.idle).min(limits.deadline);
         Self {
             inner: Some(Box::pin(inner)),
             idle: limits.idle,
-            idle_timer: Box::pin(tokio::time::sleep(limits.idle)),
-            deadline_timer: Box::pin(tokio::time::sleep_until(limits.deadline)),
+            last_item: now,
+            deadline: limits.deadline,
+            timer: Box::pin(tokio::time::sleep_until(first)),
             deadline_reason: limits.deadline_reason,
             held,
         }
@@ -73,12 +81,10 @@ where
         };
         match inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                let failed = item.is_err();
-                if failed {
+                if item.is_err() {
                     this.finish();
                 } else {
-                    let next = Instant::now() + this.idle;
-                    this.idle_timer.as_mut().reset(next);
+                    this.last_item = Instant::now();
                 }
                 return Poll::Ready(Some(item));
             }
@@ -88,23 +94,30 @@ where
             }
             Poll::Pending => {}
         }
-        if this.deadline_timer.as_mut().poll(cx).is_ready() {
-            let message = format!(
-                "the answer did not finish in time: {}",
-                this.deadline_reason
-            );
+        loop {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            let message = if now >= this.deadline {
+                format!(
+                    "the answer did not finish in time: {}",
+                    this.deadline_reason
+                )
+            } else if now >= this.last_item + this.idle {
+                format!(
+                    "the upstream sent nothing for {} ms (idle_timeout_ms)",
+                    this.idle.as_millis()
+                )
+            } else {
+                // Items came since the timer was set: move it and wait on.
+                let next = (this.last_item + this.idle).min(this.deadline);
+                this.timer.as_mut().reset(next);
+                continue;
+            };
             this.finish();
             return Poll::Ready(Some(Err(GatewayError::timeout(message))));
         }
-        if this.idle_timer.as_mut().poll(cx).is_ready() {
-            let message = format!(
-                "the upstream sent nothing for {} ms (idle_timeout_ms)",
-                this.idle.as_millis()
-            );
-            this.finish();
-            return Poll::Ready(Some(Err(GatewayError::timeout(message))));
-        }
-        Poll::Pending
     }
 }
 
