@@ -5,6 +5,7 @@
 //! shape it parses.
 
 pub(crate) mod anthropic;
+mod coalesce;
 pub(crate) mod common;
 mod exchange;
 pub(crate) mod genai;

@@ -14,6 +14,7 @@ use gateway_core::pipeline::KeyPolicy;
 use gateway_core::{ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse};
 
 use crate::app::AppState;
+use crate::frontend::coalesce::Coalesce;
 
 /// Every resolvable name `key` may use (all of them without keys), in the
 /// router's listing order.
@@ -113,7 +114,7 @@ pub(crate) fn passthrough_response(
         };
         futures::future::ready(item)
     });
-    let mut response = Response::new(Body::from_stream(body));
+    let mut response = Response::new(Body::from_stream(Coalesce::new(body)));
     *response.status_mut() = status;
     response.headers_mut().extend(headers);
     if is_sse {
@@ -141,7 +142,7 @@ pub(crate) fn sse_response(
         let frame = (!out.is_empty()).then(|| Ok::<_, Infallible>(out.freeze()));
         futures::future::ready(frame)
     });
-    let mut response = Response::new(Body::from_stream(frames));
+    let mut response = Response::new(Body::from_stream(Coalesce::new(frames)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
