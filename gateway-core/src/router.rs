@@ -71,13 +71,17 @@ impl Targets {
         }
     }
 
-    /// Every target route, in config order.
-    pub fn routes(&self) -> Vec<&Route> {
-        match self {
-            Targets::One(route) => vec![route],
-            Targets::Fallback(routes) => routes.iter().collect(),
-            Targets::Weighted(routes) => routes.iter().map(|(route, _)| route).collect(),
-        }
+    /// Every target route, in config order (no allocation: this runs on
+    /// every request).
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        let (one, chain, weighted): (Option<&Route>, &[Route], &[(Route, u32)]) = match self {
+            Targets::One(route) => (Some(route), &[], &[]),
+            Targets::Fallback(routes) => (None, routes, &[]),
+            Targets::Weighted(routes) => (None, &[], routes),
+        };
+        one.into_iter()
+            .chain(chain)
+            .chain(weighted.iter().map(|(route, _)| route))
     }
 }
 

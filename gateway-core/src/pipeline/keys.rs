@@ -69,7 +69,6 @@ impl Allowlist {
         self.names.iter().any(|name| name == requested)
             || targets
                 .routes()
-                .iter()
                 .all(|route| self.globs.is_match(route.qualified_name()))
     }
 }

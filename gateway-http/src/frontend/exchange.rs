@@ -61,7 +61,6 @@ pub(crate) fn needs_translation(state: &AppState, admission: &Admission, dialect
     admission
         .targets
         .routes()
-        .iter()
         .any(|route| !state.gateway.can_pass_through(route, dialect))
 }
 

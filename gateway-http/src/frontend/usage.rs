@@ -15,8 +15,10 @@ pub(crate) struct UsageTap {
     meter: UsageMeter,
     usage_in: fn(&Value) -> Option<Usage>,
     sse: bool,
-    /// An SSE line not yet complete, or a whole JSON body so far.
+    /// An SSE line not yet complete.
     pending: Vec<u8>,
+    /// A JSON body's chunks so far (shared, not copied).
+    body: Vec<Bytes>,
     seen: Option<Usage>,
 }
 
@@ -28,6 +30,7 @@ impl UsageTap {
             usage_in,
             sse,
             pending: Vec::new(),
+            body: Vec::new(),
             seen: None,
         }
     }
@@ -35,9 +38,9 @@ impl UsageTap {
     /// Looks at one chunk of the answer.
     pub(crate) fn observe(&mut self, chunk: &Bytes) {
         if !self.sse {
-            // JSON answers carry usage at the end; keep the body to parse it
-            // once complete (answers are small next to the budget check).
-            self.pending.extend_from_slice(chunk);
+            // JSON answers carry usage at the end; keep the chunks (a
+            // reference count each) to parse the body once complete.
+            self.body.push(chunk.clone());
             return;
         }
         let mut rest: &[u8] = chunk;
@@ -78,8 +81,8 @@ impl UsageTap {
 
 impl Drop for UsageTap {
     fn drop(&mut self) {
-        if !self.sse && !self.pending.is_empty() {
-            let body = std::mem::take(&mut self.pending);
+        if !self.body.is_empty() {
+            let body = std::mem::take(&mut self.body).concat();
             if let Ok(value) = serde_json::from_slice::<Value>(&body) {
                 self.merge(&value);
             }
