@@ -232,6 +232,16 @@ impl GatewayError {
     }
 }
 
+/// An upstream's `Retry-After` in whole seconds, when it sent one (the
+/// HTTP-date form is not used by model providers and is ignored).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// The message in an upstream error body, or the start of the body itself.
 pub fn upstream_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {

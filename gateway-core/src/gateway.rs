@@ -599,12 +599,7 @@ impl Gateway {
             GatewayError::from_upstream_status(status, format!("upstream answered {status}"), "")
                 .with_backend(&route.backend);
         error.status_override = Some(status);
-        error.retry_after = response
-            .headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        error.retry_after = crate::error::retry_after(&response.headers);
         Err(AttemptError {
             error,
             answer: Some(response),

@@ -143,12 +143,7 @@ impl Upstream {
 /// its body carries, and its `Retry-After` (whole seconds) when it sent one.
 pub async fn error_answer(response: reqwest::Response) -> GatewayError {
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = gateway_core::error::retry_after(response.headers());
     let body = response.bytes().await.unwrap_or_default();
     let mut err = GatewayError::from_upstream_answer(status, &body);
     err.retry_after = retry_after;

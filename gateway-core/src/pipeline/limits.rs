@@ -67,6 +67,14 @@ impl Bucket {
     }
 }
 
+/// `bucket` locked and refilled up to now, for a budget of `capacity` a
+/// minute.
+fn refilled(bucket: &Mutex<Bucket>, capacity: f64) -> std::sync::MutexGuard<'_, Bucket> {
+    let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+    bucket.refill(capacity);
+    bucket
+}
+
 #[derive(Debug)]
 struct KeyCounters {
     requests: Mutex<Bucket>,
@@ -118,11 +126,7 @@ impl LimitStore for MemoryLimits {
             return Ok(());
         };
         let capacity = f64::from(rpm);
-        let mut bucket = counters
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        bucket.refill(capacity);
+        let mut bucket = refilled(&counters.requests, capacity);
         if bucket.level >= 1.0 {
             bucket.level -= 1.0;
             Ok(())
@@ -136,11 +140,7 @@ impl LimitStore for MemoryLimits {
             return Ok(());
         };
         let capacity = tpm as f64;
-        let mut bucket = counters
-            .tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        bucket.refill(capacity);
+        let bucket = refilled(&counters.tokens, capacity);
         if bucket.level > 0.0 {
             Ok(())
         } else {
@@ -155,11 +155,7 @@ impl LimitStore for MemoryLimits {
             return;
         };
         let capacity = tpm as f64;
-        let mut bucket = counters
-            .tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        bucket.refill(capacity);
+        let mut bucket = refilled(&counters.tokens, capacity);
         // Debt is bounded by one minute's budget, so one huge answer cannot
         // lock a key out for longer than a minute.
         bucket.level = (bucket.level - tokens as f64).max(-capacity);
