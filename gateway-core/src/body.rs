@@ -85,9 +85,9 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
             "the request body must be a JSON object",
         ));
     }
-    let raw: RawProbe<'_> =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(body_error)?;
+    // The common case parses once without tracking the path; only a body
+    // that fails is parsed again, tracked, for an error naming the field.
+    let raw: RawProbe<'_> = serde_json::from_slice(body).map_err(|_| probe_error(body))?;
     let model_raw = raw.model.ok_or_else(|| {
         GatewayError::invalid_param("model", "missing required parameter: 'model'")
     })?;
@@ -107,6 +107,20 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
             .unwrap_or(false),
         model_span: start..start + model_raw.get().len(),
     })
+}
+
+/// Why `body` is not a probe-able request, naming the parameter at fault.
+fn probe_error(body: &[u8]) -> GatewayError {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, RawProbe<'_>>(&mut deserializer) {
+        Err(err) => body_error(err),
+        Ok(_) => match deserializer.end() {
+            Err(err) => {
+                GatewayError::invalid_request(format!("the request body is not valid JSON: {err}"))
+            }
+            Ok(()) => GatewayError::invalid_request("the request body is invalid"),
+        },
+    }
 }
 
 impl Probe<'_> {

@@ -1,12 +1,19 @@
 //! The axum application: every route of DESIGN §5 that exists so far, served
-//! at the root and under `/api/{project}/`.
+//! at the root and under `/api/{project}/`, behind one front service that
+//! gives each request its id and authenticates it.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::Response;
 use axum::routing::{get, post};
 use gateway_core::Gateway;
+use tower_service::Service;
 
 use crate::frontend::{anthropic, common, genai, openai};
 use crate::{auth, request_id};
@@ -36,19 +43,63 @@ fn api() -> Router<AppState> {
 
 /// The whole application for `gateway`. Every request gets an id, then is
 /// authenticated (except `/health`), then routed.
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(gateway: Arc<Gateway>) -> App {
     let body_limit = usize::try_from(gateway.limits().max_body_bytes).unwrap_or(usize::MAX);
     let state = AppState { gateway };
-    Router::new()
+    let routes = Router::new()
         .merge(api())
         .nest("/api/{project}", api())
         .fallback(common::not_found)
         .method_not_allowed_fallback(common::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .layer(axum::middleware::from_fn(request_id::assign))
-        .with_state(state)
+        .with_state(state.clone());
+    App {
+        routes,
+        state,
+        body_limit: DefaultBodyLimit::max(body_limit),
+    }
+}
+
+/// The application as one service: request id, authentication and the
+/// body limit run once per request in front of the router.
+///
+/// They are not `Router::layer`s on purpose: axum wraps every route in each
+/// layer and clones the boxed stack on every request, which cost a dozen
+/// allocations per request on the hot path.
+#[derive(Clone)]
+pub struct App {
+    routes: Router,
+    state: AppState,
+    body_limit: DefaultBodyLimit,
+}
+
+impl Service<Request> for App {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let id = request_id::assign(&mut request);
+        let routed = match auth::authenticate(&self.state, &mut request) {
+            Ok(()) => {
+                self.body_limit.apply(&mut request);
+                Ok(self.routes.call(request))
+            }
+            Err(refused) => Err(refused),
+        };
+        Box::pin(async move {
+            let mut response = match routed {
+                Ok(routed) => routed.await?,
+                Err(refused) => refused,
+            };
+            if let Some(id) = id {
+                response.headers_mut().insert(request_id::HEADER, id);
+            }
+            Ok(response)
+        })
+    }
 }

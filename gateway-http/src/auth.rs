@@ -9,9 +9,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Uri, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use gateway_core::pipeline::KeyPolicy;
 
@@ -46,28 +45,21 @@ pub(crate) fn caller_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<C
         .map(|(_, value)| Cow::Owned(value.into_owned()))
 }
 
-/// Middleware: authenticates every request except `/health` and records
-/// the caller for the handlers.
-pub(crate) async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Authenticates `request` (every path except `/health`) and records the
+/// caller for the handlers; a failure is the 401 to answer with.
+pub(crate) fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response> {
     let path = request.uri().path();
     if path == "/health" || (path.starts_with("/api/") && path.ends_with("/health")) {
-        return next.run(request).await;
+        return Ok(());
     }
     let token = caller_token(request.headers(), request.uri());
     match state.gateway.authenticate(token.as_deref()) {
         Ok(key) => {
             drop(token);
             request.extensions_mut().insert(Caller(key));
-            next.run(request).await
+            Ok(())
         }
-        Err(err) => {
-            let path = request.uri().path().to_owned();
-            error_for_path(&path, &err)
-        }
+        Err(err) => Err(error_for_path(request.uri().path(), &err)),
     }
 }
 

@@ -2,8 +2,6 @@
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
 
 /// The header carrying the id both ways.
 pub(crate) const HEADER: &str = "x-request-id";
@@ -21,8 +19,9 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Middleware: assigns the id and stamps it on the response.
-pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
+/// Gives `request` its id (the caller's when acceptable, else a new one)
+/// and returns the header value to stamp on the response.
+pub(crate) fn assign(request: &mut Request) -> Option<HeaderValue> {
     let id = request
         .headers()
         .get(HEADER)
@@ -32,11 +31,7 @@ pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let header = HeaderValue::from_str(&id).ok();
     request.extensions_mut().insert(RequestId(id));
-    let mut response = next.run(request).await;
-    if let Some(header) = header {
-        response.headers_mut().insert(HEADER, header);
-    }
-    response
+    header
 }
 
 #[cfg(test)]

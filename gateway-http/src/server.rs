@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::ServiceExt;
 use axum::serve::ListenerExt;
 use gateway_core::Gateway;
 use tokio::net::TcpListener;
@@ -42,7 +43,7 @@ pub async fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Resu
             tracing::debug!("cannot set TCP_NODELAY: {err}");
         }
     });
-    axum::serve(listener, crate::app::router(gateway))
+    axum::serve(listener, crate::app::router(gateway).into_make_service())
         .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("modelgate stopped");

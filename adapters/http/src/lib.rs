@@ -12,5 +12,6 @@ mod upstream;
 pub use ndjson::decode_ndjson;
 pub use sse::decode_sse;
 pub use upstream::{
-    Upstream, body_bytes, error_answer, passthrough_response, secret_header, transport_error,
+    Upstream, UpstreamResponse, body_bytes, body_stream, error_answer, passthrough_response,
+    secret_header, transport_error,
 };

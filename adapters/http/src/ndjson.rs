@@ -7,12 +7,12 @@ use futures::{StreamExt, stream};
 use gateway_core::stream::WireDecoder;
 use gateway_core::{ChatEvent, ChatStream, GatewayError};
 
-use crate::upstream::transport_error;
+use crate::upstream::{UpstreamResponse, body_stream};
 
 /// Decodes an upstream NDJSON response with a dialect's `decoder`, one line
 /// at a time as bytes arrive. The stream ends after the first error.
 pub fn decode_ndjson<D: WireDecoder + 'static>(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     decoder: D,
 ) -> ChatStream {
     struct State<S, D> {
@@ -23,7 +23,7 @@ pub fn decode_ndjson<D: WireDecoder + 'static>(
         ended: bool,
     }
     let state = State {
-        body: Box::pin(response.bytes_stream()),
+        body: Box::pin(body_stream(response.into_body())),
         buffer: BytesMut::new(),
         decoder,
         pending: VecDeque::new(),
@@ -47,7 +47,7 @@ pub fn decode_ndjson<D: WireDecoder + 'static>(
                         state.buffer.extend_from_slice(bytes.chunk());
                         Ok(())
                     }
-                    Some(Err(err)) => Err(transport_error(err)),
+                    Some(Err(err)) => Err(err),
                     None => {
                         state.ended = true;
                         let rest = std::mem::take(&mut state.buffer);

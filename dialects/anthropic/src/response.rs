@@ -1,5 +1,7 @@
 //! Non-streamed messages: Anthropic JSON ↔ [`ChatResponse`].
 
+use std::borrow::Cow;
+
 use gateway_core::{ChatResponse, FinishReason, GatewayError, ToolCall, Usage};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -76,39 +78,51 @@ pub fn parse_stop_reason(reason: &str) -> FinishReason {
 }
 
 #[derive(Deserialize)]
-struct WireResponse {
+struct WireResponse<'a> {
     #[serde(default)]
     id: String,
     #[serde(default)]
     model: String,
-    #[serde(default)]
-    content: Vec<Value>,
+    #[serde(default, borrow)]
+    content: Vec<WireBlock<'a>>,
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
     usage: Option<WireUsage>,
 }
 
+/// One content block, read into borrowed typed fields (only a tool call's
+/// `input` becomes a `Value`, to be re-serialised compactly).
+#[derive(Deserialize)]
+struct WireBlock<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
+}
+
 /// Decodes an upstream's message body. Text blocks are joined; `thinking`
 /// blocks have no canonical place yet and are left out of translated
 /// answers.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
-    let wire: WireResponse = serde_json::from_slice(body).map_err(|err| {
+    let wire: WireResponse<'_> = serde_json::from_slice(body).map_err(|err| {
         GatewayError::upstream(format!("the upstream's answer is not a message: {err}"))
     })?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
-    for block in &wire.content {
-        match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
+    for block in wire.content {
+        match block.kind.as_deref() {
+            Some("text") => text.push_str(block.text.as_deref().unwrap_or_default()),
             Some("tool_use") => tool_calls.push(ToolCall {
-                id: block["id"].as_str().unwrap_or_default().to_owned(),
-                name: block["name"].as_str().unwrap_or_default().to_owned(),
-                arguments: block
-                    .get("input")
-                    .cloned()
-                    .unwrap_or_else(|| json!({}))
-                    .to_string(),
+                id: block.id.unwrap_or_default(),
+                name: block.name.unwrap_or_default(),
+                arguments: block.input.unwrap_or_else(|| json!({})).to_string(),
             }),
             _ => {}
         }

@@ -1,10 +1,12 @@
 //! Streamed messages: Anthropic SSE events ↔ [`ChatEvent`]s.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
 use gateway_core::stream::WireDecoder;
 use gateway_core::{ChatEvent, FinishReason, GatewayError, Usage};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::error_body;
@@ -25,40 +27,100 @@ pub struct EventDecoder {
     done: bool,
 }
 
+// One upstream event, read into borrowed typed fields (no `Value` tree per
+// event). Every field is optional: events of types this decoder does not
+// know are skipped, as are fields it does not use.
+
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    content_block: Option<WireBlock<'a>>,
+    #[serde(default, borrow)]
+    delta: Option<WireDelta<'a>>,
+    #[serde(default)]
+    message: Option<WireMessage>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default, borrow)]
+    error: Option<WireError<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WireBlock<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireError<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message: Option<Cow<'a, str>>,
+}
+
 impl WireDecoder for EventDecoder {
     fn decode(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), GatewayError> {
         if self.done {
             return Ok(());
         }
-        let event: Value = serde_json::from_str(data).map_err(|err| {
+        let event: WireEvent<'_> = serde_json::from_str(data).map_err(|err| {
             GatewayError::upstream(format!("the upstream sent a malformed stream event: {err}"))
         })?;
-        match event["type"].as_str().unwrap_or_default() {
+        let index = event.index.unwrap_or(0);
+        match event.kind.as_deref().unwrap_or_default() {
             "message_start" => {
-                if let Ok(usage) =
-                    serde_json::from_value::<WireUsage>(event["message"]["usage"].clone())
-                {
+                if let Some(usage) = event.message.and_then(|message| message.usage) {
                     self.merge_usage(usage);
                 }
             }
             "content_block_start" => {
-                let block = &event["content_block"];
-                let index = event["index"].as_u64().unwrap_or(0);
-                match block["type"].as_str() {
+                let Some(block) = event.content_block else {
+                    return Ok(());
+                };
+                match block.kind.as_deref() {
                     Some("tool_use") => {
                         let call = self.tool_blocks.len() as u32;
                         self.tool_blocks.insert(index, call);
                         out.push(ChatEvent::ToolCallDelta {
                             index: call,
-                            id: block["id"].as_str().map(str::to_owned),
-                            name: block["name"].as_str().map(str::to_owned),
+                            id: block.id.map(Cow::into_owned),
+                            name: block.name.map(Cow::into_owned),
                             arguments: String::new(),
                         });
                     }
                     Some("text") => {
-                        if let Some(text) = block["text"].as_str().filter(|text| !text.is_empty()) {
+                        if let Some(text) = block.text.filter(|text| !text.is_empty()) {
                             out.push(ChatEvent::TextDelta {
-                                text: text.to_owned(),
+                                text: text.into_owned(),
                             });
                         }
                     }
@@ -66,13 +128,14 @@ impl WireDecoder for EventDecoder {
                 }
             }
             "content_block_delta" => {
-                let delta = &event["delta"];
-                let index = event["index"].as_u64().unwrap_or(0);
-                match delta["type"].as_str() {
+                let Some(delta) = event.delta else {
+                    return Ok(());
+                };
+                match delta.kind.as_deref() {
                     Some("text_delta") => {
-                        if let Some(text) = delta["text"].as_str().filter(|text| !text.is_empty()) {
+                        if let Some(text) = delta.text.filter(|text| !text.is_empty()) {
                             out.push(ChatEvent::TextDelta {
-                                text: text.to_owned(),
+                                text: text.into_owned(),
                             });
                         }
                     }
@@ -82,13 +145,12 @@ impl WireDecoder for EventDecoder {
                                 "the upstream sent tool input for block {index}, which is not a tool_use block"
                             ))
                         })?;
-                        let partial = delta["partial_json"].as_str().unwrap_or_default();
-                        if !partial.is_empty() {
+                        if let Some(partial) = delta.partial_json.filter(|json| !json.is_empty()) {
                             out.push(ChatEvent::ToolCallDelta {
                                 index: call,
                                 id: None,
                                 name: None,
-                                arguments: partial.to_owned(),
+                                arguments: partial.into_owned(),
                             });
                         }
                     }
@@ -96,10 +158,10 @@ impl WireDecoder for EventDecoder {
                 }
             }
             "message_delta" => {
-                if let Some(reason) = event["delta"]["stop_reason"].as_str() {
-                    self.stop_reason = Some(parse_stop_reason(reason));
+                if let Some(reason) = event.delta.and_then(|delta| delta.stop_reason) {
+                    self.stop_reason = Some(parse_stop_reason(&reason));
                 }
-                if let Ok(usage) = serde_json::from_value::<WireUsage>(event["usage"].clone()) {
+                if let Some(usage) = event.usage {
                     self.merge_usage(usage);
                 }
             }
@@ -112,12 +174,15 @@ impl WireDecoder for EventDecoder {
             }
             "error" => {
                 self.done = true;
-                let message = event["error"]["message"]
-                    .as_str()
+                let error = event.error;
+                let message = error
+                    .as_ref()
+                    .and_then(|error| error.message.as_deref())
                     .unwrap_or("unknown error");
                 let mut err =
                     GatewayError::upstream(format!("the upstream failed mid-stream: {message}"));
-                err.retryable = event["error"]["type"] == "overloaded_error";
+                err.retryable =
+                    error.and_then(|error| error.kind).as_deref() == Some("overloaded_error");
                 return Err(err);
             }
             _ => {}

@@ -2,7 +2,6 @@
 
 use gateway_core::{ChatResponse, FinishReason, GatewayError, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 /// OpenAI's `usage` object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -161,46 +160,87 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
     })
 }
 
-/// Encodes a canonical response as an OpenAI chat completion.
-pub fn encode_response(response: &ChatResponse, created: u64) -> Value {
-    let mut message = json!({
-        "role": "assistant",
-        "content": if response.text.is_empty() && !response.tool_calls.is_empty() {
-            Value::Null
-        } else {
-            json!(response.text)
-        },
-        "refusal": null,
-    });
-    if !response.tool_calls.is_empty() {
-        message["tool_calls"] = response
-            .tool_calls
-            .iter()
-            .map(|call| {
-                json!({
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                })
-            })
-            .collect();
-    }
-    let mut body = json!({
-        "id": completion_id(&response.id),
-        "object": "chat.completion",
-        "created": created,
-        "model": response.model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason_name(&response.finish_reason),
+/// Encodes a canonical response as an OpenAI chat completion (a typed body
+/// serialised straight to the wire, fields in OpenAI's order).
+pub fn encode_response(response: &ChatResponse, created: u64) -> Completion<'_> {
+    let tool_calls: Vec<OutToolCall<'_>> = response
+        .tool_calls
+        .iter()
+        .map(|call| OutToolCall {
+            id: &call.id,
+            kind: "function",
+            function: OutFunction {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        })
+        .collect();
+    let content = if response.text.is_empty() && !tool_calls.is_empty() {
+        None
+    } else {
+        Some(response.text.as_str())
+    };
+    Completion {
+        id: completion_id(&response.id),
+        object: "chat.completion",
+        created,
+        model: &response.model,
+        choices: [OutChoice {
+            index: 0,
+            message: OutMessage {
+                role: "assistant",
+                content,
+                refusal: None,
+                tool_calls,
+            },
+            logprobs: None,
+            finish_reason: finish_reason_name(&response.finish_reason),
         }],
-    });
-    if let Some(usage) = &response.usage {
-        body["usage"] = json!(WireUsage::from(usage));
+        usage: response.usage.as_ref().map(WireUsage::from),
     }
-    body
+}
+
+/// An OpenAI chat completion body, as [`encode_response`] builds it.
+#[derive(Debug, Serialize)]
+pub struct Completion<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [OutChoice<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutChoice<'a> {
+    index: u32,
+    message: OutMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutToolCall<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
 }
 
 /// OpenAI-style completion id for a gateway id: kept when it already looks

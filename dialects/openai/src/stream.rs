@@ -137,16 +137,67 @@ impl WireDecoder for ChunkDecoder {
     }
 }
 
+// What the encoder writes, as typed structs serialised straight into the
+// output buffer (no `Value` tree per chunk: building one cost more than
+// everything else a translated stream does per event). Field order is the
+// wire order.
+
 #[derive(Serialize)]
-struct OutChunk<'a> {
+struct OutChunk<'a, D: Serialize> {
     id: &'a str,
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: Vec<Value>,
+    choices: &'a [OutChoice<'a, D>],
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<WireUsage>,
 }
+
+#[derive(Serialize)]
+struct OutChoice<'a, D: Serialize> {
+    index: u32,
+    delta: D,
+    logprobs: Option<()>,
+    finish_reason: Option<&'a str>,
+}
+
+/// The first delta: the role, and empty content.
+#[derive(Serialize)]
+struct RoleDelta {
+    role: &'static str,
+    content: &'static str,
+}
+
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ToolCallsDelta<'a> {
+    tool_calls: [OutToolCall<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct OutToolCall<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+/// The last delta, which only carries the finish reason.
+#[derive(Serialize)]
+struct EmptyDelta {}
 
 /// Renders canonical events as OpenAI SSE frames (`data: {...}\n\n`).
 #[derive(Debug)]
@@ -173,18 +224,19 @@ impl ChunkEncoder {
         }
     }
 
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut BytesMut) {
+    fn chunk(&self, delta: impl Serialize, finish_reason: Option<&str>, out: &mut BytesMut) {
+        let choices = [OutChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        }];
         let chunk = OutChunk {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
-            choices: vec![json!({
-                "index": 0,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": finish_reason,
-            })],
+            choices: &choices,
             usage: None,
         };
         write_frame(&chunk, out);
@@ -201,36 +253,40 @@ impl ChunkEncoder {
             } => {
                 self.id = completion_id(request_id);
                 self.model.clone_from(model);
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+                let delta = RoleDelta {
+                    role: "assistant",
+                    content: "",
+                };
+                self.chunk(delta, None, out);
             }
-            ChatEvent::TextDelta { text } => self.chunk(json!({ "content": text }), None, out),
+            ChatEvent::TextDelta { text } => self.chunk(TextDelta { content: text }, None, out),
             ChatEvent::ToolCallDelta {
                 index,
                 id,
                 name,
                 arguments,
             } => {
-                let mut call = json!({ "index": index });
-                if let Some(id) = id {
-                    call["id"] = json!(id);
-                    call["type"] = json!("function");
-                }
-                call["function"] = match name {
-                    Some(name) => json!({ "name": name, "arguments": arguments }),
-                    None => json!({ "arguments": arguments }),
+                let call = OutToolCall {
+                    index: *index,
+                    id: id.as_deref(),
+                    kind: id.as_ref().map(|_| "function"),
+                    function: OutFunction {
+                        name: name.as_deref(),
+                        arguments,
+                    },
                 };
-                self.chunk(json!({ "tool_calls": [call] }), None, out);
+                self.chunk(ToolCallsDelta { tool_calls: [call] }, None, out);
             }
             ChatEvent::Usage(usage) => self.usage = Some(*usage),
             ChatEvent::Finished { reason } => {
-                self.chunk(json!({}), Some(finish_reason_name(reason)), out);
+                self.chunk(EmptyDelta {}, Some(finish_reason_name(reason)), out);
                 if self.include_usage {
-                    let chunk = OutChunk {
+                    let chunk = OutChunk::<EmptyDelta> {
                         id: &self.id,
                         object: "chat.completion.chunk",
                         created: self.created,
                         model: &self.model,
-                        choices: Vec::new(),
+                        choices: &[],
                         usage: Some(self.usage.as_ref().map(WireUsage::from).unwrap_or_default()),
                     };
                     write_frame(&chunk, out);
