@@ -55,7 +55,9 @@ impl Options {
     }
 }
 
-/// A child process killed (with its children, for nginx) when dropped.
+/// A child process stopped when dropped: SIGTERM first, so nginx's master
+/// takes its workers down with it (a SIGKILL left them running, holding the
+/// port), then SIGKILL if it has not gone after a few seconds.
 struct Running {
     child: Child,
     name: &'static str,
@@ -63,6 +65,19 @@ struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        if terminated {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
