@@ -85,9 +85,7 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
             "the request body must be a JSON object",
         ));
     }
-    // The common case parses once without tracking the path; only a body
-    // that fails is parsed again, tracked, for an error naming the field.
-    let raw: RawProbe<'_> = serde_json::from_slice(body).map_err(|_| probe_error(body))?;
+    let raw: RawProbe<'_> = parse_body(body)?;
     let model_raw = raw.model.ok_or_else(|| {
         GatewayError::invalid_param("model", "missing required parameter: 'model'")
     })?;
@@ -109,10 +107,20 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
     })
 }
 
-/// Why `body` is not a probe-able request, naming the parameter at fault.
-fn probe_error(body: &[u8]) -> GatewayError {
+/// Deserialises a JSON request body into `T`, with an error that names the
+/// parameter at fault (a 400).
+///
+/// The common case parses once without tracking where it is in the body;
+/// only a body that fails is parsed again, tracked, to name the field.
+/// Trailing characters after the JSON value are an error either way.
+pub fn parse_body<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, GatewayError> {
+    serde_json::from_slice(body).map_err(|_| tracked_error::<T>(body))
+}
+
+/// Why `body` is not a `T`, naming the parameter at fault.
+fn tracked_error<'de, T: Deserialize<'de>>(body: &'de [u8]) -> GatewayError {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, RawProbe<'_>>(&mut deserializer) {
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Err(err) => body_error(err),
         Ok(_) => match deserializer.end() {
             Err(err) => {
@@ -174,7 +182,7 @@ mod tests {
 
     #[test]
     fn bad_bodies_get_clear_errors() {
-        let cases: [(&[u8], &str); 7] = [
+        let cases: [(&[u8], &str); 8] = [
             (
                 b"",
                 "the request body is empty; send a JSON object with 'model' and 'messages'",
@@ -193,6 +201,10 @@ mod tests {
             (
                 b"{\"model\": \"m\",}",
                 "the request body is not valid JSON: trailing comma at line 1 column 15",
+            ),
+            (
+                b"{\"model\": \"m\"} {}",
+                "the request body is not valid JSON: trailing characters at line 1 column 16",
             ),
         ];
         for (body, expected) in cases {

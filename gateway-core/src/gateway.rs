@@ -1,7 +1,6 @@
 //! The library API: build a gateway from a config, resolve names, send
 //! requests.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +102,7 @@ pub struct ProviderModel {
 /// share behind an `Arc`; every method takes `&self` and no lock.
 pub struct Gateway {
     router: Router,
-    backends: HashMap<Arc<str>, Backend>,
+    backends: crate::LookupMap<Arc<str>, Backend>,
     backend_order: Vec<Arc<str>>,
     keys: KeyRing,
     limit_store: Arc<dyn LimitStore>,
@@ -146,7 +145,7 @@ impl Gateway {
     ) -> Result<(Self, Vec<ConfigIssue>), ConfigError> {
         let mut issues = Vec::new();
         let mut warnings = Vec::new();
-        let mut backends = HashMap::new();
+        let mut backends = crate::LookupMap::default();
         let mut backend_order = Vec::new();
         for (index, backend) in config.backends.iter().enumerate() {
             let at = FieldPath::root().key("backends").index(index);

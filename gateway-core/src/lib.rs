@@ -32,6 +32,11 @@ pub mod secret;
 pub mod stream;
 pub mod types;
 
+/// The map type of the gateway's lookup tables, built once from the config
+/// and read on every request: foldhash instead of SipHash, whose HashDoS
+/// resistance buys nothing for keys an operator wrote.
+pub(crate) type LookupMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub use adapter::{
     ChatStream, PassthroughRequest, PassthroughResponse, ProviderAdapter, UpstreamBody,
 };

@@ -5,7 +5,7 @@
 //! a bare model id that exactly one backend serves. Nothing else: no
 //! implicit fallback, no guessing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{AliasConfig, Config};
@@ -110,22 +110,22 @@ impl BackendModels {
 /// take no locks.
 #[derive(Debug)]
 pub struct Router {
-    backends: HashMap<Arc<str>, BackendModels>,
+    backends: crate::LookupMap<Arc<str>, BackendModels>,
     backend_order: Vec<Arc<str>>,
     /// Model id → backends serving it, in config order.
-    bare: HashMap<Arc<str>, Vec<Arc<str>>>,
+    bare: crate::LookupMap<Arc<str>, Vec<Arc<str>>>,
     aliases: BTreeMap<String, AliasConfig>,
     /// Alias targets resolved once at build time.
-    alias_routes: HashMap<String, Targets>,
+    alias_routes: crate::LookupMap<String, Targets>,
 }
 
 impl Router {
     /// Builds the router for `config`. Aliases whose target resolves to
     /// nothing are left out (config validation reports them).
     pub fn new(config: &Config) -> Self {
-        let mut backends = HashMap::new();
+        let mut backends = crate::LookupMap::default();
         let mut backend_order = Vec::new();
-        let mut bare: HashMap<Arc<str>, Vec<Arc<str>>> = HashMap::new();
+        let mut bare: crate::LookupMap<Arc<str>, Vec<Arc<str>>> = crate::LookupMap::default();
         for backend in &config.backends {
             let id: Arc<str> = Arc::from(backend.id.as_str());
             if backends.contains_key(&id) {
@@ -165,7 +165,7 @@ impl Router {
             backend_order,
             bare,
             aliases: config.aliases.clone(),
-            alias_routes: HashMap::new(),
+            alias_routes: crate::LookupMap::default(),
         };
         let alias_routes = config
             .aliases

@@ -1,6 +1,5 @@
 //! Messages API requests: Anthropic JSON ↔ [`ChatRequest`].
 
-use gateway_core::body::body_error;
 use gateway_core::{
     ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, ResponseFormat, Role,
     Tool, ToolCall, ToolChoice,
@@ -55,9 +54,7 @@ struct WireTool {
 /// not carried into other dialects; `thinking` blocks in the history cannot
 /// be translated and are rejected.
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-    let wire: WireRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(body_error)?;
+    let wire: WireRequest = gateway_core::body::parse_body(body)?;
     if wire.messages.is_empty() {
         return Err(GatewayError::invalid_param(
             "messages",

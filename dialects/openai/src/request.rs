@@ -84,9 +84,7 @@ struct WireFunction {
 /// Decodes an OpenAI chat completions body into the canonical request.
 /// Errors name the parameter at fault (`messages[1].content`).
 pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
-    let wire: WireRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(gateway_core::body::body_error)?;
+    let wire: WireRequest = gateway_core::body::parse_body(body)?;
 
     if let Some(n) = wire.n
         && n != 1

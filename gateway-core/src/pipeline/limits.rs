@@ -2,7 +2,6 @@
 //! gateway process keeps them in memory and several replicas can later share
 //! them (a Redis store implements the same trait).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -86,7 +85,7 @@ struct KeyCounters {
 /// built at start-up, so a request locks only its own key's counters.
 #[derive(Debug, Default)]
 pub struct MemoryLimits {
-    keys: HashMap<String, KeyCounters>,
+    keys: crate::LookupMap<String, KeyCounters>,
 }
 
 impl MemoryLimits {
