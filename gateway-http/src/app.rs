@@ -65,7 +65,7 @@ pub fn router(gateway: Arc<Gateway>) -> App {
 /// They are not `Router::layer`s on purpose: axum wraps every route in each
 /// layer and clones the boxed stack on every request, which cost a dozen
 /// allocations per request on the hot path.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct App {
     routes: Router,
     state: AppState,

@@ -17,6 +17,10 @@ use gateway_core::{ChatEvent, ChatStream, GatewayError};
 
 use crate::upstream::{UpstreamResponse, body_stream};
 
+/// The longest event (or line) accepted from an upstream; a stream that
+/// goes past it is failed rather than buffered without end.
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Decodes an upstream SSE response with a dialect's `decoder`. The stream
 /// ends after the first error; dropping it drops the response and so closes
 /// the upstream connection.
@@ -96,6 +100,9 @@ struct SseParser {
     returned: bool,
     /// The byte-order mark has been looked for.
     started: bool,
+    /// How far into `buffer` no line break was found, so a long line
+    /// arriving in many chunks is scanned once, not once per chunk.
+    scanned: usize,
 }
 
 impl SseParser {
@@ -117,7 +124,8 @@ impl SseParser {
             self.data.clear();
             self.has_data = false;
         }
-        while let Some((line_end, next)) = line_break(&self.buffer) {
+        while let Some((line_end, next)) = line_break(&self.buffer, self.scanned) {
+            self.scanned = 0;
             let line = std::str::from_utf8(&self.buffer[..line_end]).map_err(|_| {
                 GatewayError::upstream("the upstream sent an event stream that is not UTF-8")
             })?;
@@ -142,16 +150,35 @@ impl SseParser {
                 self.has_data = true;
             }
             self.buffer.advance(next);
+            if self.data.len() > MAX_EVENT_BYTES {
+                return Err(too_long());
+            }
+        }
+        // A final CR is looked at again: it may be the first half of CRLF.
+        self.scanned = self.buffer.len().saturating_sub(1);
+        if self.buffer.len() > MAX_EVENT_BYTES {
+            return Err(too_long());
         }
         Ok(None)
     }
 }
 
+fn too_long() -> GatewayError {
+    GatewayError::upstream(format!(
+        "the upstream sent a stream event longer than {} MiB",
+        MAX_EVENT_BYTES / (1024 * 1024)
+    ))
+}
+
 /// Where the first line of `bytes` ends and the next begins (`\n`, `\r\n`
-/// or a lone `\r`); `None` when the line is not complete yet (a final `\r`
-/// may be the first half of `\r\n`).
-fn line_break(bytes: &[u8]) -> Option<(usize, usize)> {
-    let at = bytes.iter().position(|&b| b == b'\n' || b == b'\r')?;
+/// or a lone `\r`), looking from `from` on; `None` when the line is not
+/// complete yet (a final `\r` may be the first half of `\r\n`).
+fn line_break(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+    let at = from
+        + bytes
+            .get(from..)?
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')?;
     if bytes[at] == b'\n' {
         return Some((at, at + 1));
     }
@@ -215,6 +242,30 @@ mod tests {
     fn a_byte_order_mark_is_dropped_and_unfinished_events_are_not_sent() {
         assert_eq!(events(&["\u{feff}data: a\n\ndata: b\n".as_bytes()]), ["a"]);
         assert!(events(&[b"event: x\n\n"]).is_empty());
+    }
+
+    #[test]
+    fn an_endless_line_or_event_is_an_error_not_a_growing_buffer() {
+        let mut parser = SseParser::default();
+        parser.feed(b"data: ");
+        parser.feed(&vec![b'x'; MAX_EVENT_BYTES + 1]);
+        let err = parser.next_data().expect_err("too long");
+        assert_eq!(
+            err.message,
+            "the upstream sent a stream event longer than 16 MiB"
+        );
+
+        let mut parser = SseParser::default();
+        let line = [b"data: ".as_slice(), &vec![b'y'; 1024 * 1024], b"\n"].concat();
+        let mut failed = false;
+        for _ in 0..17 {
+            parser.feed(&line);
+            if parser.next_data().is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "17 MiB of data lines in one event must fail");
     }
 
     #[test]
