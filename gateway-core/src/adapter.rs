@@ -46,6 +46,20 @@ pub struct PassthroughResponse {
     pub body: UpstreamBody,
 }
 
+/// True when `headers` say the body is a server-sent event stream.
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"))
+}
+
+impl PassthroughResponse {
+    /// True when the answer is a server-sent event stream.
+    pub fn is_event_stream(&self) -> bool {
+        is_event_stream(&self.headers)
+    }
+}
+
 impl std::fmt::Debug for PassthroughResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PassthroughResponse")

@@ -221,10 +221,9 @@ pub fn passthrough_response(response: UpstreamResponse) -> PassthroughResponse {
             headers.insert(name, value.clone());
         }
     }
-    let event_stream = headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
-    if !event_stream && let Some(length) = parts.headers.get(CONTENT_LENGTH) {
+    if !gateway_core::adapter::is_event_stream(&headers)
+        && let Some(length) = parts.headers.get(CONTENT_LENGTH)
+    {
         headers.insert(CONTENT_LENGTH, length.clone());
     }
     PassthroughResponse {

@@ -174,11 +174,7 @@ pub(crate) fn respond(
     match value {
         Answer::Passthrough(mut upstream) => {
             if let Some(meter) = meter {
-                let sse = upstream
-                    .headers
-                    .get(axum::http::header::CONTENT_TYPE)
-                    .and_then(|value| value.to_str().ok())
-                    .is_some_and(|value| value.starts_with("text/event-stream"));
+                let sse = upstream.is_event_stream();
                 let mut tap = UsageTap::new(meter, dialect.usage_in, sse);
                 upstream.body = Box::pin(upstream.body.inspect(move |chunk| {
                     if let Ok(bytes) = chunk {

@@ -89,15 +89,12 @@ pub(crate) fn passthrough_response(
     upstream: PassthroughResponse,
     error_frame: fn(&GatewayError) -> Bytes,
 ) -> Response {
+    let is_sse = upstream.is_event_stream();
     let PassthroughResponse {
         status,
         headers,
         body,
     } = upstream;
-    let is_sse = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/event-stream"));
     let mut failed = false;
     let body = body.filter_map(move |chunk| {
         let item = match chunk {
