@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures::{Stream, StreamExt, stream};
+use bytes::{Buf, BytesMut};
+use futures::{StreamExt, stream};
 use gateway_core::stream::WireDecoder;
 use gateway_core::{ChatEvent, ChatStream, GatewayError};
 
@@ -25,15 +25,6 @@ const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 /// ends after the first error; dropping it drops the response and so closes
 /// the upstream connection.
 pub fn decode_sse<D: WireDecoder + 'static>(response: UpstreamResponse, decoder: D) -> ChatStream {
-    decode_sse_body(body_stream(response.into_body()), decoder)
-}
-
-/// [`decode_sse`] over any stream of body chunks.
-fn decode_sse_body<B, D>(body: B, decoder: D) -> ChatStream
-where
-    B: Stream<Item = Result<Bytes, GatewayError>> + Send + 'static,
-    D: WireDecoder + 'static,
-{
     struct State<B, D> {
         body: B,
         parser: SseParser,
@@ -42,7 +33,7 @@ where
         ended: bool,
     }
     let state = State {
-        body: Box::pin(body),
+        body: Box::pin(body_stream(response.into_body())),
         parser: SseParser::default(),
         decoder,
         pending: VecDeque::new(),
@@ -107,12 +98,10 @@ struct SseParser {
 
 impl SseParser {
     /// Appends a chunk of the body.
-    fn feed(&mut self, chunk: &[u8]) {
+    fn feed(&mut self, mut chunk: &[u8]) {
         if !self.started && !chunk.is_empty() {
             self.started = true;
-            let chunk = chunk.strip_prefix("\u{feff}".as_bytes()).unwrap_or(chunk);
-            self.buffer.extend_from_slice(chunk);
-            return;
+            chunk = chunk.strip_prefix("\u{feff}".as_bytes()).unwrap_or(chunk);
         }
         self.buffer.extend_from_slice(chunk);
     }

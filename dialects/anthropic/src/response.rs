@@ -91,20 +91,21 @@ struct WireResponse<'a> {
     usage: Option<WireUsage>,
 }
 
-/// One content block, read into borrowed typed fields (only a tool call's
-/// `input` becomes a `Value`, to be re-serialised compactly).
+/// One content block, of a whole message or a stream's
+/// `content_block_start`, read into borrowed typed fields (only a tool
+/// call's `input` becomes a `Value`, to be re-serialised compactly).
 #[derive(Deserialize)]
-struct WireBlock<'a> {
+pub(crate) struct WireBlock<'a> {
     #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    pub(crate) text: Option<Cow<'a, str>>,
     #[serde(default)]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    input: Option<Value>,
+    pub(crate) input: Option<Value>,
 }
 
 /// Decodes an upstream's message body. Text blocks are joined; `thinking`

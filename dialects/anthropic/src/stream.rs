@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::error_body;
-use crate::response::{WireUsage, message_id, parse_stop_reason, stop_reason_name, usage_json};
+use crate::response::{
+    WireBlock, WireUsage, message_id, parse_stop_reason, stop_reason_name, usage_json,
+};
 
 /// Turns an upstream's SSE `data:` payloads into canonical events.
 ///
@@ -47,18 +49,6 @@ struct WireEvent<'a> {
     usage: Option<WireUsage>,
     #[serde(default, borrow)]
     error: Option<WireError<'a>>,
-}
-
-#[derive(Deserialize)]
-struct WireBlock<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -112,8 +102,8 @@ impl WireDecoder for EventDecoder {
                         self.tool_blocks.insert(index, call);
                         out.push(ChatEvent::ToolCallDelta {
                             index: call,
-                            id: block.id.map(Cow::into_owned),
-                            name: block.name.map(Cow::into_owned),
+                            id: block.id,
+                            name: block.name,
                             arguments: String::new(),
                         });
                     }
