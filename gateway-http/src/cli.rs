@@ -185,16 +185,14 @@ fn serve(explicit: &Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Resu
     if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("cannot raise the open-file limit: {err}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(crate::serve(
+    crate::serve(
         Arc::new(loaded.gateway),
         crate::ServeOptions {
             listen,
             config_source: loaded.source,
+            workers: None,
         },
-    ))?;
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use thread_local::ThreadLocal;
 
 /// How long to wait for a TCP (and TLS) connection to the upstream when the
 /// backend's config does not say.
@@ -26,6 +27,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A pool of connections to one backend, with their TLS.
+type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// An upstream's answer: status, headers and the body as it arrives.
 pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
@@ -38,8 +42,13 @@ pub struct Upstream {
     base: String,
     /// Sent on every request (credentials marked sensitive).
     headers: HeaderMap,
-    /// Pooled HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS) connections.
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Pooled HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS)
+    /// connections, one pool per thread: the server runs one runtime per
+    /// thread, and a connection shared between threads would wake the
+    /// other thread for every read.
+    clients: ThreadLocal<PooledClient>,
+    /// Makes the TCP and TLS connections of every thread's pool.
+    connector: HttpsConnector<HttpConnector>,
 }
 
 /// A header value marked sensitive, so it is never printed.
@@ -75,16 +84,23 @@ impl Upstream {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         let mut base = endpoint.as_str().trim_end_matches('/').to_owned();
         base.push('/');
         Ok(Self {
             base,
             headers: headers.into_iter().collect(),
-            client,
+            clients: ThreadLocal::new(),
+            connector,
+        })
+    }
+
+    /// This thread's pooled client.
+    fn client(&self) -> &PooledClient {
+        self.clients.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_timer(TokioTimer::new())
+                .build(self.connector.clone())
         })
     }
 
@@ -126,7 +142,7 @@ impl Upstream {
                 headers.insert(name, HeaderValue::from_static(value));
             }
         }
-        self.client.request(request).await.map_err(client_error)
+        self.client().request(request).await.map_err(client_error)
     }
 
     /// POSTs a JSON body to `path` (relative to the endpoint) with the
