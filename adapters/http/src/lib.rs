@@ -1,15 +1,17 @@
-//! HTTP plumbing every network adapter needs, written once: one pooled
-//! client per backend with its credential headers ([`Upstream`]), transport
+//! HTTP plumbing every network adapter needs, written once: a connection pool
+//! per backend with its credential headers ([`Upstream`]), transport
 //! errors mapped to [`GatewayError`](gateway_core::GatewayError), upstream
 //! SSE and NDJSON bodies decoded into canonical events ([`decode_sse`],
 //! [`decode_ndjson`]), and
 //! pass-through responses ([`passthrough_response`]).
 
 mod ndjson;
+mod pool;
 mod sse;
 mod upstream;
 
 pub use ndjson::decode_ndjson;
+pub use pool::UpstreamBody;
 pub use sse::decode_sse;
 pub use upstream::{
     Upstream, UpstreamResponse, body_bytes, body_stream, error_answer, passthrough_response,

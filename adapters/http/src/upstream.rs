@@ -1,10 +1,11 @@
 //! One pooled client per backend, its fixed headers, and transport errors.
 //!
-//! The client is hyper's own pooled client (`hyper-util`) behind a rustls
-//! connector, not reqwest: the gateway always knows the exact request it
-//! sends, and reqwest's conveniences cost on every call (it parsed the URL
-//! three times per request, for its redirect policy and `Response::url`,
-//! about 15% of the gateway's instructions on pass-through).
+//! Requests go over hyper's connections with a pool of our own (see
+//! [`crate::pool`]) behind a rustls connector, not reqwest: the gateway
+//! always knows the exact request it sends, and reqwest's conveniences cost
+//! on every call (it parsed the URL three times per request, for its
+//! redirect policy and `Response::url`, about 15% of the gateway's
+//! instructions on pass-through).
 
 use std::time::Duration;
 
@@ -15,24 +16,16 @@ use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use thread_local::ThreadLocal;
+
+use crate::pool::{Pools, SendError, UpstreamBody};
 
 /// How long to wait for a TCP (and TLS) connection to the upstream when the
 /// backend's config does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A pool of connections to one backend, with their TLS.
-type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// An upstream's answer: status, headers and the body as it arrives.
-pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
+pub type UpstreamResponse = http::Response<UpstreamBody>;
 
 /// A backend's base URL, fixed headers (credentials, API version) and
 /// connection pool, built once per backend.
@@ -42,13 +35,9 @@ pub struct Upstream {
     base: String,
     /// Sent on every request (credentials marked sensitive).
     headers: HeaderMap,
-    /// Pooled HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS)
-    /// connections, one pool per thread: the server runs one runtime per
-    /// thread, and a connection shared between threads would wake the
-    /// other thread for every read.
-    clients: ThreadLocal<PooledClient>,
-    /// Makes the TCP and TLS connections of every thread's pool.
-    connector: HttpsConnector<HttpConnector>,
+    /// Kept-alive HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS)
+    /// connections, one pool per thread.
+    pools: Pools,
 }
 
 /// A header value marked sensitive, so it is never printed.
@@ -86,21 +75,17 @@ impl Upstream {
             .wrap_connector(http);
         let mut base = endpoint.as_str().trim_end_matches('/').to_owned();
         base.push('/');
+        let pools = Uri::try_from(base.as_str())
+            .ok()
+            .and_then(|uri| Pools::new(connector, uri.authority()?))
+            .ok_or_else(|| BuildError {
+                field: None,
+                message: format!("the endpoint {base} has no usable host"),
+            })?;
         Ok(Self {
             base,
             headers: headers.into_iter().collect(),
-            clients: ThreadLocal::new(),
-            connector,
-        })
-    }
-
-    /// This thread's pooled client.
-    fn client(&self) -> &PooledClient {
-        self.clients.get_or(|| {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .pool_timer(TokioTimer::new())
-                .build(self.connector.clone())
+            pools,
         })
     }
 
@@ -142,7 +127,7 @@ impl Upstream {
                 headers.insert(name, HeaderValue::from_static(value));
             }
         }
-        self.client().request(request).await.map_err(client_error)
+        self.pools.send(request).await.map_err(send_error)
     }
 
     /// POSTs a JSON body to `path` (relative to the endpoint) with the
@@ -251,7 +236,7 @@ pub fn passthrough_response(response: UpstreamResponse) -> PassthroughResponse {
 
 /// The body of an answer as a stream of chunks, as they arrive.
 pub fn body_stream(
-    body: hyper::body::Incoming,
+    body: UpstreamBody,
 ) -> impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static {
     BodyDataStream::new(body).map_err(transport_error)
 }
@@ -279,16 +264,20 @@ pub fn transport_error(err: hyper::Error) -> GatewayError {
 /// Maps a failure to get an answer at all. The URL is never part of the
 /// message because an endpoint may carry a key in its query string (hyper's
 /// errors do not include it).
-fn client_error(err: hyper_util::client::legacy::Error) -> GatewayError {
-    let detail = chain(&err);
-    let timed_out = sources(&err).any(|source| {
+fn send_error(err: SendError) -> GatewayError {
+    let (err, connecting): (&(dyn std::error::Error + 'static), bool) = match &err {
+        SendError::Connect(err) => (err.as_ref(), true),
+        SendError::Transport(err) => (err, false),
+    };
+    let detail = chain(err);
+    let timed_out = sources(err).any(|source| {
         source
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
     });
     if timed_out {
         GatewayError::timeout(format!("the upstream timed out: {detail}"))
-    } else if err.is_connect() {
+    } else if connecting {
         GatewayError::connect(format!("cannot connect to the upstream: {detail}"))
     } else {
         GatewayError::connect(format!("the upstream connection failed: {detail}"))
