@@ -2,20 +2,28 @@
 //! kept alive between requests, one pool per server thread.
 //!
 //! hyper's low-level connections (`hyper::client::conn`) with a pool of our
-//! own rather than `hyper-util`'s general client: a backend has exactly one
-//! origin, so no pool key is hashed per request, and a thread's connections
-//! are spawned on that thread's runtime, where its requests run (see
-//! `gateway-http`'s server), so reading an answer wakes no other thread.
+//! own rather than `hyper-util`'s general client, for two reasons. A
+//! backend has exactly one origin, so no pool key is hashed per request.
+//! And an HTTP/1.1 connection is driven by the task of the request using
+//! it, not by a task of its own: the answer's body polls the connection
+//! when it needs bytes, so the upstream socket and the client's socket are
+//! served by one task (the server connection's, in `gateway-http`), as
+//! nginx serves both from one event loop. With a connection task, every
+//! chunk of a stream cost two wake-ups (hyper's body channel holds one
+//! frame), and the connection's task and buffers lived on between requests.
 //!
 //! An HTTP/1.1 connection goes back to its pool when its answer's body has
-//! been read to the end; one whose body was dropped half-read is closed by
-//! hyper and never reused. An HTTP/2 connection (negotiated by ALPN over
-//! TLS) is shared by every request of its thread while it stays open.
+//! ended; an idle one is not polled at all until the next checkout polls
+//! it, which is when a close by the upstream is noticed. A body dropped
+//! before its end closes its connection, unless the end was already
+//! buffered. An HTTP/2 connection (negotiated by ALPN over TLS) is
+//! multiplexed, so it keeps a task of its own and is shared by every
+//! request of its thread while it stays open.
 
-use std::future::poll_fn;
-use std::pin::Pin;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,9 +34,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use thread_local::ThreadLocal;
 use tower_service::Service;
 
@@ -41,6 +49,27 @@ const MAX_IDLE_PER_THREAD: usize = 1024;
 
 /// The connector every pool of a backend uses.
 pub(crate) type Connector = HttpsConnector<HttpConnector>;
+
+/// An HTTP/1.1 connection's driving half.
+type Http1Connection =
+    http1::Connection<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, Full<Bytes>>;
+
+/// An HTTP/1.1 connection: the handle requests are sent through, and the
+/// state machine that reads and writes the socket when polled.
+struct Http1 {
+    sender: http1::SendRequest<Full<Bytes>>,
+    /// `None` once it has ended: dropping it is what resolves a request
+    /// still queued on it with an error. Boxed because it is large (its
+    /// buffers' bookkeeping), and an `Http1` moves with every checkout,
+    /// answer and return to the pool.
+    connection: Option<Box<Http1Connection>>,
+}
+
+impl std::fmt::Debug for Http1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Http1")
+    }
+}
 
 /// Why no answer arrived.
 #[derive(Debug)]
@@ -73,7 +102,7 @@ struct Pool {
 #[derive(Debug, Default)]
 struct Idle {
     /// HTTP/1.1 connections, the most recently used last.
-    http1: Vec<(http1::SendRequest<Full<Bytes>>, Instant)>,
+    http1: Vec<(Http1, Instant)>,
     /// The HTTP/2 connection, shared by every request.
     http2: Option<http2::SendRequest<Full<Bytes>>>,
 }
@@ -81,7 +110,7 @@ struct Idle {
 /// A connection taken from the pool or freshly made.
 enum Checkout {
     Http1 {
-        sender: http1::SendRequest<Full<Bytes>>,
+        connection: Http1,
         reused: bool,
     },
     Http2 {
@@ -114,14 +143,17 @@ impl Pools {
         loop {
             let checkout = pool.checkout(&self.connector, &uri).await?;
             let outcome = match checkout {
-                Checkout::Http1 { mut sender, reused } => {
+                Checkout::Http1 {
+                    mut connection,
+                    reused,
+                } => {
                     as_origin_form(&mut request, &self.host);
-                    match sender.try_send_request(request).await {
+                    match connection.send(request).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
                                 body,
                                 giveback: Some(Giveback {
-                                    sender,
+                                    connection,
                                     pool: pool.clone(),
                                 }),
                             }));
@@ -196,9 +228,12 @@ impl Pool {
                 return Ok(made);
             };
             match found {
-                Checkout::Http1 { mut sender, reused } => {
-                    if sender.ready().await.is_ok() {
-                        return Ok(Checkout::Http1 { sender, reused });
+                Checkout::Http1 {
+                    mut connection,
+                    reused,
+                } => {
+                    if poll_fn(|cx| connection.poll_idle(cx)).await {
+                        return Ok(Checkout::Http1 { connection, reused });
                     }
                 }
                 Checkout::Http2 { mut sender, reused } => {
@@ -223,10 +258,10 @@ impl Pool {
             idle.http2 = None;
         }
         let now = Instant::now();
-        while let Some((sender, since)) = idle.http1.pop() {
-            if !sender.is_closed() && now.duration_since(since) < IDLE_TIMEOUT {
+        while let Some((connection, since)) = idle.http1.pop() {
+            if !connection.sender.is_closed() && now.duration_since(since) < IDLE_TIMEOUT {
                 return Some(Checkout::Http1 {
-                    sender,
+                    connection,
                     reused: true,
                 });
             }
@@ -235,8 +270,8 @@ impl Pool {
     }
 
     /// Takes back an HTTP/1.1 connection whose answer has ended.
-    fn give_back(&self, sender: http1::SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
+    fn give_back(&self, connection: Http1) {
+        if connection.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -249,7 +284,7 @@ impl Pool {
             .count();
         idle.http1.drain(..expired);
         if idle.http1.len() < MAX_IDLE_PER_THREAD {
-            idle.http1.push((sender, now));
+            idle.http1.push((connection, now));
         }
     }
 
@@ -283,35 +318,94 @@ async fn connect(connector: &Connector, uri: &Uri) -> Result<Checkout, SendError
     let (sender, connection) = http1::handshake(io)
         .await
         .map_err(|err| SendError::Connect(Box::new(err)))?;
-    tokio::spawn(connection);
     Ok(Checkout::Http1 {
-        sender,
+        connection: Http1 {
+            sender,
+            connection: Some(Box::new(connection)),
+        },
         reused: false,
     })
 }
 
-/// An answer's body as it arrives; an HTTP/1.1 connection returns to its
-/// pool once the body has ended.
+impl Http1 {
+    /// Polls an idle connection once: whether it can take a request (false
+    /// when the upstream closed it meanwhile).
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.poll_connection(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Ready(matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(()))))
+    }
+
+    /// Lets the connection read and write; `Ready` once it has ended (and
+    /// been dropped).
+    fn poll_connection(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Poll::Ready(());
+        };
+        if Pin::new(&mut **connection).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.connection = None;
+        Poll::Ready(())
+    }
+
+    /// Sends `request` and drives the connection until the answer's head
+    /// has arrived.
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Full<Bytes>>>> {
+        let mut answer = pin!(self.sender.try_send_request(request));
+        poll_fn(|cx| {
+            if let Poll::Ready(outcome) = answer.as_mut().poll(cx) {
+                return Poll::Ready(outcome);
+            }
+            // Let the connection write the request and read the answer,
+            // then look again. A connection that ended was dropped, which
+            // resolves the answer with hyper's error.
+            let _ = self.poll_connection(cx);
+            answer.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// An answer's body as it arrives. Polling it drives its HTTP/1.1
+/// connection, which returns to its pool once the body has ended.
 #[derive(Debug)]
 pub struct UpstreamBody {
     body: Incoming,
     giveback: Option<Giveback>,
 }
 
-/// Where an HTTP/1.1 connection goes back to.
+/// An HTTP/1.1 connection in use, and where it goes back to.
 #[derive(Debug)]
 struct Giveback {
-    sender: http1::SendRequest<Full<Bytes>>,
+    connection: Http1,
     pool: Arc<Pool>,
 }
 
 impl UpstreamBody {
-    /// Returns the connection to its pool if the body has ended.
-    fn give_back_if_ended(&mut self) {
-        if self.body.is_end_stream()
-            && let Some(giveback) = self.giveback.take()
-        {
-            giveback.pool.give_back(giveback.sender);
+    /// Returns the connection to the pool when `frame` ends the body; lets
+    /// it close when the body failed.
+    fn note(
+        &mut self,
+        frame: Option<Result<Frame<Bytes>, hyper::Error>>,
+    ) -> Option<Result<Frame<Bytes>, hyper::Error>> {
+        match &frame {
+            None => self.give_back(),
+            Some(Ok(_)) if self.body.is_end_stream() => self.give_back(),
+            Some(Ok(_)) => {}
+            Some(Err(_)) => self.giveback = None,
+        }
+        frame
+    }
+
+    /// Returns the connection to its pool.
+    fn give_back(&mut self) {
+        if let Some(giveback) = self.giveback.take() {
+            giveback.pool.give_back(giveback.connection);
         }
     }
 }
@@ -324,17 +418,24 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => {
-                if let Some(giveback) = self.giveback.take() {
-                    giveback.pool.give_back(giveback.sender);
-                }
-            }
-            Some(Ok(_)) => self.give_back_if_ended(),
-            Some(Err(_)) => self.giveback = None,
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(self.note(frame));
         }
-        Poll::Ready(frame)
+        // The body waits for bytes only its connection can read: let it
+        // read, then look again, so a frame it just decoded is taken now
+        // rather than after a wake-up.
+        let Some(giveback) = self.giveback.as_mut() else {
+            return Poll::Pending;
+        };
+        if giveback.connection.poll_connection(cx).is_ready() {
+            // The connection ended and was dropped, which ends the body
+            // (with hyper's error if it was not complete).
+            self.giveback = None;
+        }
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(self.note(frame)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -346,26 +447,27 @@ impl Body for UpstreamBody {
     }
 }
 
+/// How many polls a dropped body gets to reach its end before its
+/// connection is closed instead of reused.
+const DRAIN_POLLS: usize = 4;
+
 impl Drop for UpstreamBody {
-    /// A body dropped before its end (a decoder that stops at the last
-    /// event it needs) may still leave a reusable connection: hyper closes
-    /// it if unread data arrives, else it becomes ready again. The
-    /// connection goes back to the pool only once ready, so that no request
-    /// ever waits behind a dying stream.
+    /// A body dropped before its end (a decoder that stopped at the last
+    /// event it needed) may have its end already buffered: it is looked for
+    /// without waiting, and the connection reused when found. Any data, or
+    /// nothing yet, closes the connection.
     fn drop(&mut self) {
-        self.give_back_if_ended();
-        let Some(Giveback { mut sender, pool }) = self.giveback.take() else {
-            return;
-        };
-        if sender.is_closed() {
+        if self.giveback.is_none() {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if sender.ready().await.is_ok() {
-                    pool.give_back(sender);
-                }
-            });
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..DRAIN_POLLS {
+            match Pin::new(&mut *self).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {}
+                Poll::Ready(None) => return,
+                _ => break,
+            }
         }
+        self.giveback = None;
     }
 }

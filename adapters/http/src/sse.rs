@@ -18,8 +18,9 @@ use gateway_core::{ChatEvent, ChatStream, GatewayError};
 use crate::upstream::{UpstreamResponse, body_stream};
 
 /// The longest event (or line) accepted from an upstream; a stream that
-/// goes past it is failed rather than buffered without end.
-const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+/// goes past it is failed rather than buffered without end. NDJSON lines
+/// have the same bound.
+pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Decodes an upstream SSE response with a dialect's `decoder`. The stream
 /// ends after the first error; dropping it drops the response and so closes
@@ -152,7 +153,7 @@ impl SseParser {
     }
 }
 
-fn too_long() -> GatewayError {
+pub(crate) fn too_long() -> GatewayError {
     GatewayError::upstream(format!(
         "the upstream sent a stream event longer than {} MiB",
         MAX_EVENT_BYTES / (1024 * 1024)

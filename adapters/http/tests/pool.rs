@@ -17,6 +17,9 @@ enum Behaviour {
     KeepAlive,
     /// Answers `ok` and closes the connection.
     CloseAfterAnswer,
+    /// Answers `first` as a chunked body, its end in the same write, and
+    /// keeps the connection open.
+    ChunkedKeepAlive,
     /// On the first connection: sends a chunked head and one chunk, then
     /// stays silent; later connections answer `ok`.
     StallFirst,
@@ -69,6 +72,17 @@ async fn serve_connection(mut socket: TcpStream, behaviour: Behaviour, index: us
                 // Silent until the client goes away.
                 let _ = socket.read(&mut [0u8; 1]).await;
                 return;
+            }
+            Behaviour::ChunkedKeepAlive => {
+                if socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n",
+                    )
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
             Behaviour::CloseAfterAnswer => {
                 let _ = socket
@@ -129,6 +143,20 @@ async fn a_dropped_half_read_stream_does_not_hold_up_the_next_request() {
     // The stalled connection is not reused: this needs a second one.
     assert_eq!(get_ok(&upstream).await, "ok");
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_dropped_after_its_last_chunk_keeps_its_connection() {
+    let server = server(Behaviour::ChunkedKeepAlive).await;
+    let upstream = upstream(&server);
+    for _ in 0..3 {
+        let response = upstream.get("stream").await.expect("an answer");
+        let mut chunks = adapter_http::body_stream(response.into_body());
+        let first = chunks.next().await.expect("a chunk").expect("no error");
+        assert_eq!(&first[..], b"first");
+        // Dropped before reading the end, which is already buffered.
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

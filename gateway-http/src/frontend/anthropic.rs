@@ -6,12 +6,11 @@
 //! the canonical types. Errors use Anthropic's shape so the `anthropic` SDK
 //! raises its own exceptions.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dialect_anthropic::error::error_body;
 use dialect_anthropic::request::decode_request;
 use dialect_anthropic::response::encode_response;
@@ -24,7 +23,7 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond};
-use crate::frontend::shared::{self, body_rejection, sse_response};
+use crate::frontend::shared::{self, body_rejection, json_response, sse_response};
 use crate::frontend::usage;
 use crate::request_id::RequestId;
 
@@ -112,7 +111,7 @@ async fn handle(
                 Err(err) => encoder.encode_error(&err, out),
             })
         },
-        |response| Json(encode_response(&response)).into_response(),
+        |response| json_response(&encode_response(&response)),
     ))
 }
 

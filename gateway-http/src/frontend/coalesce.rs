@@ -2,9 +2,11 @@
 //! an upstream sent together into one, so twenty SSE events that arrived in
 //! one read cost one `writev` instead of twenty.
 //!
-//! hyper hands a client body over one chunk per wake-up of its connection
-//! task, so chunks are never ready back to back: each takes two scheduler
-//! passes to come through (measured). When the next chunk is not there yet,
+//! An HTTP/1.1 upstream body is driven in this task (`adapter-http`'s pool),
+//! so the chunks of one read come back to back. An HTTP/2 upstream's
+//! connection has a task of its own, and hyper hands its body over one chunk
+//! per wake-up of that task: each takes scheduler passes to come through.
+//! For those, when the next chunk is not there yet,
 //! the adapter yields to the scheduler (its own wake-up goes to the back of
 //! the run queue) and looks again; it sends what it has once three looks in
 //! a row found nothing new. A lone chunk thus waits three scheduler passes

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond};
-use crate::frontend::shared::{self, body_rejection, passthrough_response, sse_response};
+use crate::frontend::shared::{
+    self, body_rejection, json_response, passthrough_response, sse_response,
+};
 use crate::frontend::{tokens, usage};
 use crate::request_id::RequestId;
 
@@ -154,7 +156,7 @@ async fn handle(
                 Err(err) => encoder.encode_error(&err, out),
             })
         },
-        |response| Json(encode_response(&response)).into_response(),
+        |response| json_response(&encode_response(&response)),
     ))
 }
 

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dialect_openai::error::error_body;
 use dialect_openai::request::decode_request;
 use dialect_openai::response::encode_response;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond, set_pointer};
-use crate::frontend::shared::{self, body_rejection, sse_response, unix_now};
+use crate::frontend::shared::{self, body_rejection, json_response, sse_response, unix_now};
 use crate::frontend::usage;
 use crate::request_id::RequestId;
 
@@ -107,7 +107,7 @@ async fn handle(
                 Err(err) => encoder.encode_error(&err, out),
             })
         },
-        |response| Json(encode_response(&response, created)).into_response(),
+        |response| json_response(&encode_response(&response, created)),
     ))
 }
 
