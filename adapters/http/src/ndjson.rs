@@ -83,7 +83,7 @@ impl Lines {
 
     /// The next whole line without its `\n`, if one has arrived.
     fn next_line(&mut self) -> Result<Option<BytesMut>, GatewayError> {
-        match self.buffer[self.scanned..].iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &self.buffer[self.scanned..]) {
             Some(at) => {
                 let mut line = self.buffer.split_to(self.scanned + at + 1);
                 line.truncate(self.scanned + at);

@@ -164,11 +164,7 @@ pub(crate) fn too_long() -> GatewayError {
 /// or a lone `\r`), looking from `from` on; `None` when the line is not
 /// complete yet (a final `\r` may be the first half of `\r\n`).
 fn line_break(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
-    let at = from
-        + bytes
-            .get(from..)?
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')?;
+    let at = from + memchr::memchr2(b'\n', b'\r', bytes.get(from..)?)?;
     if bytes[at] == b'\n' {
         return Some((at, at + 1));
     }
