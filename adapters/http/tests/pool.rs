@@ -121,6 +121,14 @@ async fn get_ok(upstream: &Upstream) -> String {
     String::from_utf8(body.to_vec()).expect("utf-8")
 }
 
+/// Reads the `first` chunk of a streamed answer and drops the rest.
+async fn read_first_chunk_then_drop(upstream: &Upstream) {
+    let response = upstream.get("stream").await.expect("an answer");
+    let mut chunks = adapter_http::body_stream(response.into_body());
+    let first = chunks.next().await.expect("a chunk").expect("no error");
+    assert_eq!(&first[..], b"first");
+}
+
 #[tokio::test]
 async fn sequential_requests_reuse_one_connection() {
     let server = server(Behaviour::KeepAlive).await;
@@ -135,11 +143,7 @@ async fn sequential_requests_reuse_one_connection() {
 async fn a_dropped_half_read_stream_does_not_hold_up_the_next_request() {
     let server = server(Behaviour::StallFirst).await;
     let upstream = upstream(&server);
-    let response = upstream.get("stream").await.expect("an answer");
-    let mut chunks = adapter_http::body_stream(response.into_body());
-    let first = chunks.next().await.expect("a chunk").expect("no error");
-    assert_eq!(&first[..], b"first");
-    drop(chunks);
+    read_first_chunk_then_drop(&upstream).await;
     // The stalled connection is not reused: this needs a second one.
     assert_eq!(get_ok(&upstream).await, "ok");
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
@@ -150,11 +154,8 @@ async fn a_body_dropped_after_its_last_chunk_keeps_its_connection() {
     let server = server(Behaviour::ChunkedKeepAlive).await;
     let upstream = upstream(&server);
     for _ in 0..3 {
-        let response = upstream.get("stream").await.expect("an answer");
-        let mut chunks = adapter_http::body_stream(response.into_body());
-        let first = chunks.next().await.expect("a chunk").expect("no error");
-        assert_eq!(&first[..], b"first");
         // Dropped before reading the end, which is already buffered.
+        read_first_chunk_then_drop(&upstream).await;
     }
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
