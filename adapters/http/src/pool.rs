@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::uri::{Authority, PathAndQuery};
+use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -85,6 +85,10 @@ pub(crate) enum SendError {
 #[derive(Debug)]
 pub(crate) struct Pools {
     connector: Connector,
+    /// The origin's scheme and authority, for connecting and for the
+    /// absolute URIs of HTTP/2.
+    scheme: Scheme,
+    authority: Authority,
     /// The `Host` of HTTP/1.1 requests.
     host: HeaderValue,
     threads: ThreadLocal<Arc<Pool>>,
@@ -120,34 +124,38 @@ enum Checkout {
 }
 
 impl Pools {
-    /// Pools for the origin `authority` (used for `Host`), connecting with
+    /// Pools for the origin `scheme://authority`, connecting with
     /// `connector`.
-    pub(crate) fn new(connector: Connector, authority: &Authority) -> Option<Self> {
+    pub(crate) fn new(connector: Connector, scheme: Scheme, authority: Authority) -> Option<Self> {
         Some(Self {
             connector,
             host: HeaderValue::from_str(authority.as_str()).ok()?,
+            scheme,
+            authority,
             threads: ThreadLocal::new(),
         })
     }
 
-    /// Sends `request` (whose URI is absolute) on a pooled connection, or a
-    /// new one, and returns the answer's head. A request that a reused
-    /// connection could not even start sending (the upstream had just closed
-    /// it) is sent once more on a new connection.
+    /// Sends `request` (whose URI is the path on the origin) on a pooled
+    /// connection, or a new one, and returns the answer's head. A request
+    /// that a reused connection could not even start sending (the upstream
+    /// had just closed it) is sent once more on a new connection.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let pool = self.threads.get_or_default().clone();
-        let uri = request.uri().clone();
         loop {
-            let checkout = pool.checkout(&self.connector, &uri).await?;
+            let checkout = pool.checkout(self).await?;
             let outcome = match checkout {
                 Checkout::Http1 {
                     mut connection,
                     reused,
                 } => {
-                    as_origin_form(&mut request, &self.host);
+                    request
+                        .headers_mut()
+                        .entry(HOST)
+                        .or_insert_with(|| self.host.clone());
                     match connection.send(request).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
@@ -162,6 +170,7 @@ impl Pools {
                     }
                 }
                 Checkout::Http2 { mut sender, reused } => {
+                    self.make_absolute(&mut request);
                     match sender.try_send_request(request).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
@@ -173,7 +182,17 @@ impl Pools {
                     }
                 }
             };
-            request = retry_or_fail(outcome, &uri)?;
+            request = retry_or_fail(outcome)?;
+        }
+    }
+
+    /// HTTP/2 requests carry the scheme and authority in the URI.
+    fn make_absolute(&self, request: &mut Request<Full<Bytes>>) {
+        let mut parts = request.uri().clone().into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
         }
     }
 }
@@ -182,46 +201,22 @@ impl Pools {
 /// the failure.
 fn retry_or_fail(
     (mut err, reused): (TrySendError<Request<Full<Bytes>>>, bool),
-    uri: &Uri,
 ) -> Result<Request<Full<Bytes>>, SendError> {
     match err.take_message() {
-        Some(mut request) if reused => {
-            *request.uri_mut() = uri.clone();
-            request.headers_mut().remove(HOST);
-            Ok(request)
-        }
+        Some(request) if reused => Ok(request),
         _ => Err(SendError::Transport(err.into_error())),
     }
 }
 
-/// HTTP/1.1 requests carry the path in the request line and the origin in
-/// `Host`.
-fn as_origin_form(request: &mut Request<Full<Bytes>>, host: &HeaderValue) {
-    let path = request
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(path);
-    request
-        .headers_mut()
-        .entry(HOST)
-        .or_insert_with(|| host.clone());
-}
-
 impl Pool {
     /// A ready connection: the most recently used idle one, else a new one.
-    async fn checkout(
-        self: &Arc<Self>,
-        connector: &Connector,
-        uri: &Uri,
-    ) -> Result<Checkout, SendError> {
+    async fn checkout(self: &Arc<Self>, origin: &Pools) -> Result<Checkout, SendError> {
         loop {
             let Some(found) = self.take_idle() else {
                 // Boxed: connecting (TCP, TLS, HTTP/2) is a large future,
                 // and inline it would make every request's future as large,
                 // copied on each move (a third of all instructions).
-                let made = Box::pin(connect(connector, uri)).await?;
+                let made = Box::pin(connect(origin)).await?;
                 if let Checkout::Http2 { sender, .. } = &made {
                     self.keep_http2(sender);
                 }
@@ -295,16 +290,20 @@ impl Pool {
     }
 }
 
-/// Makes a connection and starts driving it on this thread's runtime.
-async fn connect(connector: &Connector, uri: &Uri) -> Result<Checkout, SendError> {
-    let mut connector = connector.clone();
+/// Makes a connection to `origin`; an HTTP/2 one starts being driven on
+/// this thread's runtime.
+async fn connect(origin: &Pools) -> Result<Checkout, SendError> {
+    let uri = Uri::builder()
+        .scheme(origin.scheme.clone())
+        .authority(origin.authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|err| SendError::Connect(Box::new(err)))?;
+    let mut connector = origin.connector.clone();
     poll_fn(|cx| connector.poll_ready(cx))
         .await
         .map_err(SendError::Connect)?;
-    let io = connector
-        .call(uri.clone())
-        .await
-        .map_err(SendError::Connect)?;
+    let io = connector.call(uri).await.map_err(SendError::Connect)?;
     if io.connected().is_negotiated_h2() {
         let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
             .await

@@ -1,4 +1,5 @@
-//! One pooled client per backend, its fixed headers, and transport errors.
+//! A backend's requests: its endpoint, its fixed headers, its connection
+//! pool, and transport errors.
 //!
 //! Requests go over hyper's connections with a pool of our own (see
 //! [`crate::pool`]) behind a rustls connector, not reqwest: the gateway
@@ -14,6 +15,7 @@ use futures::{Stream, TryStreamExt};
 use gateway_core::registry::BuildError;
 use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,8 +33,9 @@ pub type UpstreamResponse = http::Response<UpstreamBody>;
 /// connection pool, built once per backend.
 #[derive(Debug)]
 pub struct Upstream {
-    /// The endpoint with exactly one trailing slash.
-    base: String,
+    /// The endpoint's path with exactly one trailing slash (`/v1/`): the
+    /// origin is the pool's.
+    base_path: String,
     /// Sent on every request (credentials marked sensitive).
     headers: HeaderMap,
     /// Kept-alive HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS)
@@ -75,23 +78,23 @@ impl Upstream {
             .wrap_connector(http);
         let mut base = endpoint.as_str().trim_end_matches('/').to_owned();
         base.push('/');
-        let pools = Uri::try_from(base.as_str())
-            .ok()
-            .and_then(|uri| Pools::new(connector, uri.authority()?))
-            .ok_or_else(|| BuildError {
-                field: None,
-                message: format!("the endpoint {base} has no usable host"),
-            })?;
+        let unusable = || BuildError {
+            field: None,
+            message: format!("the endpoint {base} has no usable host"),
+        };
+        let uri = Uri::try_from(base.as_str()).map_err(|_| unusable())?;
+        let (Some(scheme), Some(authority), Some(base_path)) =
+            (uri.scheme(), uri.authority(), uri.path_and_query())
+        else {
+            return Err(unusable());
+        };
+        let pools =
+            Pools::new(connector, scheme.clone(), authority.clone()).ok_or_else(unusable)?;
         Ok(Self {
-            base,
+            base_path: base_path.as_str().to_owned(),
             headers: headers.into_iter().collect(),
             pools,
         })
-    }
-
-    /// The full URL of `path` (relative to the endpoint).
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
     }
 
     /// Sends one request with the backend's headers, then `extra`
@@ -105,12 +108,13 @@ impl Upstream {
         extra: &HeaderMap,
         defaults: &[(HeaderName, &'static str)],
     ) -> Result<UpstreamResponse, GatewayError> {
-        let uri = Uri::try_from(self.url(path)).map_err(|err| {
-            GatewayError::invalid_request(format!("cannot build the upstream URL: {err}"))
-        })?;
+        let target =
+            PathAndQuery::try_from(format!("{}{path}", self.base_path)).map_err(|err| {
+                GatewayError::invalid_request(format!("cannot build the upstream URL: {err}"))
+            })?;
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = Uri::from(target);
         let headers = request.headers_mut();
         headers.reserve(self.headers.len() + extra.len() + defaults.len());
         for (name, value) in &self.headers {
