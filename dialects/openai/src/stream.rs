@@ -208,6 +208,20 @@ pub struct ChunkEncoder {
     include_usage: bool,
     usage: Option<Usage>,
     ended: bool,
+    /// `{"id":…,"object":…,"created":…,"model":…,"choices":`, the part of
+    /// every chunk that stays the same, rendered once (empty until needed,
+    /// and again after `Started` changes the id or model): escaping the
+    /// id and model for each chunk was a third of the encoder's work.
+    prefix: Vec<u8>,
+}
+
+/// The fields every chunk repeats, in wire order.
+#[derive(Serialize)]
+struct ChunkPrefix<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
 }
 
 impl ChunkEncoder {
@@ -221,25 +235,37 @@ impl ChunkEncoder {
             include_usage,
             usage: None,
             ended: false,
+            prefix: Vec::new(),
         }
     }
 
-    fn chunk(&self, delta: impl Serialize, finish_reason: Option<&str>, out: &mut BytesMut) {
+    fn chunk(&mut self, delta: impl Serialize, finish_reason: Option<&str>, out: &mut BytesMut) {
+        if self.prefix.is_empty() {
+            let prefix = ChunkPrefix {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+            };
+            // Plain strings and a number: serialising cannot fail.
+            let _ = serde_json::to_writer(&mut self.prefix, &prefix);
+            self.prefix.pop(); // the closing brace
+            self.prefix.extend_from_slice(b",\"choices\":");
+        }
         let choices = [OutChoice {
             index: 0,
             delta,
             logprobs: None,
             finish_reason,
         }];
-        let chunk = OutChunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices: &choices,
-            usage: None,
-        };
-        write_frame(&chunk, out);
+        let mut json = Vec::with_capacity(self.prefix.len() + 128);
+        json.extend_from_slice(&self.prefix);
+        if serde_json::to_writer(&mut json, &choices).is_err() {
+            json.truncate(self.prefix.len());
+            json.extend_from_slice(b"[]");
+        }
+        json.push(b'}');
+        put_frame(&json, out);
     }
 
     /// Appends the frames for `event` to `out`.
@@ -253,6 +279,7 @@ impl ChunkEncoder {
             } => {
                 self.id = completion_id(request_id);
                 self.model.clone_from(model);
+                self.prefix.clear();
                 let delta = RoleDelta {
                     role: "assistant",
                     content: "",
@@ -319,9 +346,14 @@ fn write_frame(value: &impl Serialize, out: &mut BytesMut) {
         json.clear();
         json.extend_from_slice(b"{}");
     }
+    put_frame(&json, out);
+}
+
+/// Appends `data: JSON` and the blank line that ends the event.
+fn put_frame(json: &[u8], out: &mut BytesMut) {
     out.reserve(json.len() + 8);
     out.put_slice(b"data: ");
-    out.put_slice(&json);
+    out.put_slice(json);
     out.put_slice(b"\n\n");
 }
 
