@@ -49,7 +49,7 @@ pub fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Result<()>
         .enable_all()
         .build()?;
     let shutdown = control.block_on(async { shutdown_signal() })?;
-    let (stop, stopping) = watch::channel(false);
+    let (stop, mut stopping) = watch::channel(false);
     let workers = options
         .workers
         .or_else(|| std::thread::available_parallelism().ok())
@@ -76,11 +76,10 @@ pub fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Result<()>
         stdout.flush()?;
     }
     control.block_on(async {
-        let mut failed = stopping.clone();
         tokio::select! {
             () = shutdown => {}
             // A worker that ends on its own (it failed) stops the rest.
-            _ = failed.wait_for(|stop| *stop) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
         }
     });
     let _ = stop.send(true);

@@ -129,14 +129,22 @@ async fn read_first_chunk_then_drop(upstream: &Upstream) {
     assert_eq!(&first[..], b"first");
 }
 
-#[tokio::test]
-async fn sequential_requests_reuse_one_connection() {
-    let server = server(Behaviour::KeepAlive).await;
+/// How many connections three requests in a row took, each answered `ok`.
+async fn connections_for_three_requests(behaviour: Behaviour) -> usize {
+    let server = server(behaviour).await;
     let upstream = upstream(&server);
     for _ in 0..3 {
         assert_eq!(get_ok(&upstream).await, "ok");
     }
-    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    server.connections.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection() {
+    assert_eq!(
+        connections_for_three_requests(Behaviour::KeepAlive).await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -162,12 +170,10 @@ async fn a_body_dropped_after_its_last_chunk_keeps_its_connection() {
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_is_replaced() {
-    let server = server(Behaviour::CloseAfterAnswer).await;
-    let upstream = upstream(&server);
-    for _ in 0..3 {
-        assert_eq!(get_ok(&upstream).await, "ok");
-    }
-    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        connections_for_three_requests(Behaviour::CloseAfterAnswer).await,
+        3
+    );
 }
 
 #[tokio::test]

@@ -346,7 +346,10 @@ pub fn write_event(name: &str, data: &Value, out: &mut BytesMut) {
     out.put_slice(b"event: ");
     out.put_slice(name.as_bytes());
     out.put_slice(b"\ndata: ");
-    out.put_slice(data.to_string().as_bytes());
+    // `to_vec`, not `to_string`: the same bytes, without writing each small
+    // piece through a formatter.
+    let json = serde_json::to_vec(data).unwrap_or_else(|_| b"{}".to_vec());
+    out.put_slice(&json);
     out.put_slice(b"\n\n");
 }
 

@@ -153,8 +153,12 @@ impl ChunkEncoder {
 /// Writes one SSE chunk the way Gemini does; the `google-genai` SDK reads
 /// only lines that start with exactly `data: `.
 pub fn write_chunk(value: &Value, out: &mut BytesMut) {
+    // `to_vec`, not `to_string`: the same bytes, without writing each small
+    // piece through a formatter.
+    let json = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    out.reserve(json.len() + 10);
     out.put_slice(b"data: ");
-    out.put_slice(value.to_string().as_bytes());
+    out.put_slice(&json);
     out.put_slice(b"\r\n\r\n");
 }
 
