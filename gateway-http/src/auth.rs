@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, HeaderName, Uri, header};
 use axum::response::Response;
 use gateway_core::pipeline::KeyPolicy;
 
@@ -21,22 +21,30 @@ use crate::frontend::common::error_for_path;
 #[derive(Debug, Clone)]
 pub(crate) struct Caller(pub(crate) Option<Arc<KeyPolicy>>);
 
+/// Anthropic's SDK sends its key here.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Google's GenAI SDK sends its key here.
+const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+
 /// The token the caller sent, from the first place that has one.
 pub(crate) fn caller_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<Cow<'a, str>> {
-    let header = |name| {
+    // Looked up by `HeaderName`, not `&str`, which would parse the name on
+    // every request.
+    let header = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|value| value.to_str().ok())
             .map(str::trim)
     };
-    if let Some(value) = header(header::AUTHORIZATION.as_str()) {
+    if let Some(value) = header(&header::AUTHORIZATION) {
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .unwrap_or(value);
         return Some(Cow::Borrowed(token.trim()));
     }
-    if let Some(token) = header("x-api-key").or_else(|| header("x-goog-api-key")) {
+    if let Some(token) = header(&X_API_KEY).or_else(|| header(&X_GOOG_API_KEY)) {
         return Some(Cow::Borrowed(token));
     }
     let query = uri.query()?;

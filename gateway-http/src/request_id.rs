@@ -1,10 +1,10 @@
 //! Gives every request an id, echoed in `x-request-id` on every response.
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 
 /// The header carrying the id both ways.
-pub(crate) const HEADER: &str = "x-request-id";
+pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The id of the request being served; handlers read it from extensions.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ fn acceptable(id: &str) -> bool {
 pub(crate) fn assign(request: &mut Request) -> Option<HeaderValue> {
     let id = request
         .headers()
-        .get(HEADER)
+        .get(&HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| acceptable(id))
         .map(str::to_owned)

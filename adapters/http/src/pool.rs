@@ -1,44 +1,42 @@
 //! Connections to one upstream: made with the backend's TCP/TLS connector,
 //! kept alive between requests, one pool per server thread.
 //!
-//! hyper's low-level connections (`hyper::client::conn`) with a pool of our
-//! own rather than `hyper-util`'s general client, for two reasons. A
-//! backend has exactly one origin, so no pool key is hashed per request.
-//! And an HTTP/1.1 connection is driven by the task of the request using
-//! it, not by a task of its own: the answer's body polls the connection
-//! when it needs bytes, so the upstream socket and the client's socket are
-//! served by one task (the server connection's, in `gateway-http`), as
-//! nginx serves both from one event loop. With a connection task, every
-//! chunk of a stream cost two wake-ups (hyper's body channel holds one
-//! frame), and the connection's task and buffers lived on between requests.
+//! A pool of our own rather than `hyper-util`'s general client: a backend
+//! has exactly one origin, so no pool key is hashed per request. HTTP/1.1
+//! connections are our own ([`crate::http1`]) and have no task: the
+//! answer's body reads the socket when it is polled, so the upstream socket
+//! and the client's socket are served by one task (the server
+//! connection's, in `gateway-http`), as nginx serves both from one event
+//! loop.
 //!
 //! An HTTP/1.1 connection goes back to its pool when its answer's body has
 //! ended; an idle one is not polled at all until the next checkout polls
 //! it, which is when a close by the upstream is noticed. A body dropped
 //! before its end closes its connection, unless the end was already
 //! buffered. An HTTP/2 connection (negotiated by ALPN over TLS) is
-//! multiplexed, so it keeps a task of its own and is shared by every
-//! request of its thread while it stays open.
+//! multiplexed, so it stays hyper's, keeps a task of its own and is shared
+//! by every request of its thread while it stays open.
 
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::HOST;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper::client::conn::http2;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use thread_local::ThreadLocal;
 use tower_service::Service;
+
+use crate::http1;
 
 /// How long an idle connection is kept for reuse.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -50,35 +48,17 @@ const MAX_IDLE_PER_THREAD: usize = 1024;
 /// The connector every pool of a backend uses.
 pub(crate) type Connector = HttpsConnector<HttpConnector>;
 
-/// An HTTP/1.1 connection's driving half.
-type Http1Connection =
-    http1::Connection<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, Full<Bytes>>;
-
-/// An HTTP/1.1 connection: the handle requests are sent through, and the
-/// state machine that reads and writes the socket when polled.
-struct Http1 {
-    sender: http1::SendRequest<Full<Bytes>>,
-    /// `None` once it has ended: dropping it is what resolves a request
-    /// still queued on it with an error. Boxed because it is large (its
-    /// buffers' bookkeeping), and an `Http1` moves with every checkout,
-    /// answer and return to the pool.
-    connection: Option<Box<Http1Connection>>,
-}
-
-impl std::fmt::Debug for Http1 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Http1")
-    }
-}
+/// Any failure below the gateway: ours (HTTP/1.1) or hyper's (HTTP/2).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why no answer arrived.
 #[derive(Debug)]
 pub(crate) enum SendError {
     /// No connection could be made (TCP, TLS or the HTTP/2 preface).
-    Connect(Box<dyn std::error::Error + Send + Sync>),
+    Connect(BoxError),
     /// The connection failed while the request was sent or the answer's
     /// head awaited.
-    Transport(hyper::Error),
+    Transport(BoxError),
 }
 
 /// A backend's connection pools, one per thread.
@@ -106,7 +86,7 @@ struct Pool {
 #[derive(Debug, Default)]
 struct Idle {
     /// HTTP/1.1 connections, the most recently used last.
-    http1: Vec<(Http1, Instant)>,
+    http1: Vec<(http1::Connection, Instant)>,
     /// The HTTP/2 connection, shared by every request.
     http2: Option<http2::SendRequest<Full<Bytes>>>,
 }
@@ -114,7 +94,7 @@ struct Idle {
 /// A connection taken from the pool or freshly made.
 enum Checkout {
     Http1 {
-        connection: Http1,
+        connection: http1::Connection,
         reused: bool,
     },
     Http2 {
@@ -138,73 +118,84 @@ impl Pools {
 
     /// Sends `request` (whose URI is the path on the origin) on a pooled
     /// connection, or a new one, and returns the answer's head. A request
-    /// that a reused connection could not even start sending (the upstream
-    /// had just closed it) is sent once more on a new connection.
+    /// that a reused connection did not take at all (the upstream had just
+    /// closed it) is sent again on the next connection.
     pub(crate) async fn send(
         &self,
-        mut request: Request<Full<Bytes>>,
+        request: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let pool = self.threads.get_or_default().clone();
+        // Written once, on the first HTTP/1.1 connection that needs it.
+        let mut http1_head = None;
         loop {
-            let checkout = pool.checkout(self).await?;
-            let outcome = match checkout {
-                Checkout::Http1 {
-                    mut connection,
-                    reused,
-                } => {
-                    request
-                        .headers_mut()
-                        .entry(HOST)
-                        .or_insert_with(|| self.host.clone());
-                    match connection.send(request).await {
+            match pool.checkout(self).await? {
+                Checkout::Http1 { connection, reused } => {
+                    let head = http1_head.get_or_insert_with(|| self.http1_head(&request));
+                    match connection
+                        .send(head, request.body(), request.method())
+                        .await
+                    {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
-                                body,
-                                giveback: Some(Giveback {
-                                    connection,
+                                inner: Inner::Http1 {
+                                    body,
                                     pool: pool.clone(),
-                                }),
+                                },
                             }));
                         }
-                        Err(err) => (err, reused),
+                        Err(failure) if failure.unsent && reused => {}
+                        Err(failure) => return Err(SendError::Transport(failure.error.into())),
                     }
                 }
                 Checkout::Http2 { mut sender, reused } => {
-                    self.make_absolute(&mut request);
-                    match sender.try_send_request(request).await {
+                    match sender.try_send_request(self.http2_request(&request)).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
-                                body,
-                                giveback: None,
+                                inner: Inner::Http2(body),
                             }));
                         }
-                        Err(err) => (err, reused),
+                        Err(mut err) => {
+                            // hyper hands back a request it could not start
+                            // sending.
+                            let unsent = err.take_message().is_some();
+                            if !(unsent && reused) {
+                                return Err(SendError::Transport(err.into_error().into()));
+                            }
+                        }
                     }
                 }
-            };
-            request = retry_or_fail(outcome)?;
+            }
         }
     }
 
-    /// HTTP/2 requests carry the scheme and authority in the URI.
-    fn make_absolute(&self, request: &mut Request<Full<Bytes>>) {
+    /// The HTTP/1.1 head of `request`.
+    fn http1_head(&self, request: &Request<Bytes>) -> Vec<u8> {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path| path.as_str());
+        http1::encode_request(
+            request.method(),
+            target,
+            &self.host,
+            request.headers(),
+            request.body().len(),
+        )
+    }
+
+    /// `request` for HTTP/2, which carries the scheme and authority in the
+    /// URI. (The headers and body are shared, not copied.)
+    fn http2_request(&self, request: &Request<Bytes>) -> Request<Full<Bytes>> {
         let mut parts = request.uri().clone().into_parts();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
+        let mut http2 = Request::new(Full::new(request.body().clone()));
+        *http2.method_mut() = request.method().clone();
+        *http2.headers_mut() = request.headers().clone();
         if let Ok(uri) = Uri::from_parts(parts) {
-            *request.uri_mut() = uri;
+            *http2.uri_mut() = uri;
         }
-    }
-}
-
-/// The request back when a reused connection refused it unsent; otherwise
-/// the failure.
-fn retry_or_fail(
-    (mut err, reused): (TrySendError<Request<Full<Bytes>>>, bool),
-) -> Result<Request<Full<Bytes>>, SendError> {
-    match err.take_message() {
-        Some(request) if reused => Ok(request),
-        _ => Err(SendError::Transport(err.into_error())),
+        http2
     }
 }
 
@@ -227,7 +218,7 @@ impl Pool {
                     mut connection,
                     reused,
                 } => {
-                    if poll_fn(|cx| connection.poll_idle(cx)).await {
+                    if poll_fn(|cx| Poll::Ready(connection.poll_idle(cx))).await {
                         return Ok(Checkout::Http1 { connection, reused });
                     }
                 }
@@ -240,7 +231,7 @@ impl Pool {
         }
     }
 
-    /// An open idle connection, dropping closed and expired ones on the way.
+    /// An open idle connection, dropping expired ones on the way.
     fn take_idle(&self) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = &idle.http2 {
@@ -254,7 +245,7 @@ impl Pool {
         }
         let now = Instant::now();
         while let Some((connection, since)) = idle.http1.pop() {
-            if !connection.sender.is_closed() && now.duration_since(since) < IDLE_TIMEOUT {
+            if now.duration_since(since) < IDLE_TIMEOUT {
                 return Some(Checkout::Http1 {
                     connection,
                     reused: true,
@@ -265,10 +256,7 @@ impl Pool {
     }
 
     /// Takes back an HTTP/1.1 connection whose answer has ended.
-    fn give_back(&self, connection: Http1) {
-        if connection.sender.is_closed() {
-            return;
-        }
+    fn give_back(&self, connection: http1::Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         // The oldest are first: drop those that waited too long.
@@ -314,159 +302,74 @@ async fn connect(origin: &Pools) -> Result<Checkout, SendError> {
             reused: false,
         });
     }
-    let (sender, connection) = http1::handshake(io)
-        .await
-        .map_err(|err| SendError::Connect(Box::new(err)))?;
     Ok(Checkout::Http1 {
-        connection: Http1 {
-            sender,
-            connection: Some(Box::new(connection)),
-        },
+        connection: http1::Connection::new(io.into()),
         reused: false,
     })
 }
 
-impl Http1 {
-    /// Polls an idle connection once: whether it can take a request (false
-    /// when the upstream closed it meanwhile).
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        if self.poll_connection(cx).is_ready() {
-            return Poll::Ready(false);
-        }
-        Poll::Ready(matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(()))))
-    }
-
-    /// Lets the connection read and write; `Ready` once it has ended (and
-    /// been dropped).
-    fn poll_connection(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(connection) = self.connection.as_mut() else {
-            return Poll::Ready(());
-        };
-        if Pin::new(&mut **connection).poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        self.connection = None;
-        Poll::Ready(())
-    }
-
-    /// Sends `request` and drives the connection until the answer's head
-    /// has arrived.
-    async fn send(
-        &mut self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<Full<Bytes>>>> {
-        let mut answer = pin!(self.sender.try_send_request(request));
-        poll_fn(|cx| {
-            if let Poll::Ready(outcome) = answer.as_mut().poll(cx) {
-                return Poll::Ready(outcome);
-            }
-            // Let the connection write the request and read the answer,
-            // then look again. A connection that ended was dropped, which
-            // resolves the answer with hyper's error.
-            let _ = self.poll_connection(cx);
-            answer.as_mut().poll(cx)
-        })
-        .await
-    }
-}
-
-/// An answer's body as it arrives. Polling it drives its HTTP/1.1
+/// An answer's body as it arrives. Polling an HTTP/1.1 body reads its
 /// connection, which returns to its pool once the body has ended.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    body: Incoming,
-    giveback: Option<Giveback>,
+    inner: Inner,
 }
 
-/// An HTTP/1.1 connection in use, and where it goes back to.
 #[derive(Debug)]
-struct Giveback {
-    connection: Http1,
-    pool: Arc<Pool>,
-}
-
-impl UpstreamBody {
-    /// Returns the connection to the pool when `frame` ends the body; lets
-    /// it close when the body failed.
-    fn note(
-        &mut self,
-        frame: Option<Result<Frame<Bytes>, hyper::Error>>,
-    ) -> Option<Result<Frame<Bytes>, hyper::Error>> {
-        match &frame {
-            None => self.give_back(),
-            Some(Ok(_)) if self.body.is_end_stream() => self.give_back(),
-            Some(Ok(_)) => {}
-            Some(Err(_)) => self.giveback = None,
-        }
-        frame
-    }
-
-    /// Returns the connection to its pool.
-    fn give_back(&mut self) {
-        if let Some(giveback) = self.giveback.take() {
-            giveback.pool.give_back(giveback.connection);
-        }
-    }
+enum Inner {
+    Http1 {
+        body: http1::Body,
+        /// Where the connection goes back to.
+        pool: Arc<Pool>,
+    },
+    Http2(Incoming),
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
-            return Poll::Ready(self.note(frame));
-        }
-        // The body waits for bytes only its connection can read: let it
-        // read, then look again, so a frame it just decoded is taken now
-        // rather than after a wake-up.
-        let Some(giveback) = self.giveback.as_mut() else {
-            return Poll::Pending;
-        };
-        if giveback.connection.poll_connection(cx).is_ready() {
-            // The connection ended and was dropped, which ends the body
-            // (with hyper's error if it was not complete).
-            self.giveback = None;
-        }
-        match Pin::new(&mut self.body).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(self.note(frame)),
-            Poll::Pending => Poll::Pending,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.inner {
+            Inner::Http1 { body, pool } => {
+                let data = ready!(body.poll_data(cx));
+                if let Some(connection) = body.take_reusable() {
+                    pool.give_back(connection);
+                }
+                Poll::Ready(data.map(|data| data.map(Frame::data).map_err(BoxError::from)))
+            }
+            Inner::Http2(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.inner {
+            Inner::Http1 { body, .. } => body.is_end_stream(),
+            Inner::Http2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.inner {
+            Inner::Http1 { body, .. } => body.size_hint(),
+            Inner::Http2(body) => body.size_hint(),
+        }
     }
 }
 
-/// How many polls a dropped body gets to reach its end before its
-/// connection is closed instead of reused.
-const DRAIN_POLLS: usize = 4;
-
 impl Drop for UpstreamBody {
     /// A body dropped before its end (a decoder that stopped at the last
-    /// event it needed) may have its end already buffered: it is looked for
-    /// without waiting, and the connection reused when found. Any data, or
-    /// nothing yet, closes the connection.
+    /// event it needed) may have its end already buffered: then its
+    /// connection is reused. Anything still to come closes it.
     fn drop(&mut self) {
-        if self.giveback.is_none() {
-            return;
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        for _ in 0..DRAIN_POLLS {
-            match Pin::new(&mut *self).poll_frame(&mut cx) {
-                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {}
-                Poll::Ready(None) => return,
-                _ => break,
+        if let Inner::Http1 { body, pool } = &mut self.inner {
+            body.skip_buffered();
+            if let Some(connection) = body.take_reusable() {
+                pool.give_back(connection);
             }
         }
-        self.giveback = None;
     }
 }

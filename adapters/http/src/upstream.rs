@@ -17,10 +17,10 @@ use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyDataStream, BodyExt, Full};
+use http_body_util::{BodyDataStream, BodyExt};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::pool::{Pools, SendError, UpstreamBody};
+use crate::pool::{BoxError, Pools, SendError, UpstreamBody};
 
 /// How long to wait for a TCP (and TLS) connection to the upstream when the
 /// backend's config does not say.
@@ -108,11 +108,13 @@ impl Upstream {
         extra: &HeaderMap,
         defaults: &[(HeaderName, &'static str)],
     ) -> Result<UpstreamResponse, GatewayError> {
-        let target =
-            PathAndQuery::try_from(format!("{}{path}", self.base_path)).map_err(|err| {
-                GatewayError::invalid_request(format!("cannot build the upstream URL: {err}"))
-            })?;
-        let mut request = Request::new(Full::new(body));
+        let mut target = String::with_capacity(self.base_path.len() + path.len());
+        target.push_str(&self.base_path);
+        target.push_str(path);
+        let target = PathAndQuery::try_from(target).map_err(|err| {
+            GatewayError::invalid_request(format!("cannot build the upstream URL: {err}"))
+        })?;
+        let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = Uri::from(target);
         let headers = request.headers_mut();
@@ -256,13 +258,22 @@ pub async fn body_bytes(response: UpstreamResponse) -> Result<Bytes, GatewayErro
 }
 
 /// Maps a failure while reading an answer's body.
-pub fn transport_error(err: hyper::Error) -> GatewayError {
-    let detail = chain(&err);
-    if err.is_timeout() {
+pub fn transport_error(err: BoxError) -> GatewayError {
+    let detail = chain(err.as_ref());
+    if timed_out(err.as_ref()) {
         GatewayError::timeout(format!("the upstream timed out: {detail}"))
     } else {
         GatewayError::connect(format!("the upstream connection failed: {detail}"))
     }
+}
+
+/// Whether a socket operation timed out somewhere in `err`'s chain.
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    sources(err).any(|source| {
+        source
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 /// Maps a failure to get an answer at all. The URL is never part of the
@@ -271,15 +282,10 @@ pub fn transport_error(err: hyper::Error) -> GatewayError {
 fn send_error(err: SendError) -> GatewayError {
     let (err, connecting): (&(dyn std::error::Error + 'static), bool) = match &err {
         SendError::Connect(err) => (err.as_ref(), true),
-        SendError::Transport(err) => (err, false),
+        SendError::Transport(err) => (err.as_ref(), false),
     };
     let detail = chain(err);
-    let timed_out = sources(err).any(|source| {
-        source
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    });
-    if timed_out {
+    if timed_out(err) {
         GatewayError::timeout(format!("the upstream timed out: {detail}"))
     } else if connecting {
         GatewayError::connect(format!("cannot connect to the upstream: {detail}"))

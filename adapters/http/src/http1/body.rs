@@ -1,0 +1,340 @@
+//! How an HTTP/1.1 answer's body is delimited, and taking it piece by
+//! piece out of the bytes read so far (RFC 9112 §6 and §7.1).
+//!
+//! Pure: it never reads. The connection feeds it what arrived and reads
+//! more when it answers [`Decoded::NeedMore`]. Data is split off the read
+//! buffer, not copied.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::Error;
+
+/// A chunk-size line or trailer line longer than this is refused (the
+/// size is at most 16 hex digits; extensions are never this long).
+const MAX_LINE: usize = 4096;
+
+/// All trailer lines together may take at most this many bytes.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// How the body ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// This many bytes are still to come (`Content-Length`).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, at this point of the encoding.
+    Chunked(Chunked),
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+    /// Complete: nothing more belongs to this answer.
+    Done,
+}
+
+/// Where a chunked body's decoding stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this many bytes to go.
+    Data(u64),
+    /// After a chunk's data, expecting its CRLF.
+    DataEnd,
+    /// After the last chunk, reading trailer lines (ignored) up to the
+    /// empty line; `seen` bytes of them so far.
+    Trailers { seen: usize },
+}
+
+/// What the buffered bytes gave.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// The next piece of the body.
+    Data(Bytes),
+    /// The body is complete.
+    End,
+    /// More bytes must be read first.
+    NeedMore,
+}
+
+impl Framing {
+    /// A body of `length` bytes.
+    pub(crate) fn length(length: u64) -> Self {
+        if length == 0 {
+            Self::Done
+        } else {
+            Self::Length(length)
+        }
+    }
+
+    /// A chunked body, from its first chunk-size line.
+    pub(crate) fn chunked() -> Self {
+        Self::Chunked(Chunked::Size)
+    }
+
+    /// Whether the whole body has been taken.
+    pub(crate) fn is_done(&self) -> bool {
+        *self == Self::Done
+    }
+
+    /// Takes the next piece of the body out of `buffer`. After a piece of
+    /// data, framing that follows it and is already buffered (a chunk's
+    /// CRLF, the last chunk, the trailers) is consumed too, so that
+    /// [`Framing::is_done`] tells at once when that was the last piece.
+    pub(crate) fn decode(&mut self, buffer: &mut BytesMut) -> Result<Decoded, Error> {
+        let decoded = self.next(buffer)?;
+        if matches!(decoded, Decoded::Data(_)) {
+            // Errors are not lost: the state stays where it failed, and the
+            // next call reports them.
+            let _ = self.settle(buffer);
+        }
+        Ok(decoded)
+    }
+
+    /// What the upstream closing the connection means at this point.
+    pub(crate) fn at_close(&mut self) -> Result<Decoded, Error> {
+        match self {
+            Self::UntilClose | Self::Done => {
+                *self = Self::Done;
+                Ok(Decoded::End)
+            }
+            Self::Length(_) | Self::Chunked(_) => Err(Error::Closed),
+        }
+    }
+
+    fn next(&mut self, buffer: &mut BytesMut) -> Result<Decoded, Error> {
+        match self {
+            Self::Done => Ok(Decoded::End),
+            Self::UntilClose if buffer.is_empty() => Ok(Decoded::NeedMore),
+            Self::UntilClose => Ok(Decoded::Data(buffer.split().freeze())),
+            Self::Length(_) if buffer.is_empty() => Ok(Decoded::NeedMore),
+            Self::Length(left) => {
+                let (data, left) = take(buffer, *left);
+                *self = Self::length(left);
+                Ok(Decoded::Data(data))
+            }
+            Self::Chunked(_) => {
+                self.settle(buffer)?;
+                match self {
+                    Self::Done => Ok(Decoded::End),
+                    Self::Chunked(Chunked::Data(left)) if !buffer.is_empty() => {
+                        let (data, left) = take(buffer, *left);
+                        *self = Self::Chunked(if left == 0 {
+                            Chunked::DataEnd
+                        } else {
+                            Chunked::Data(left)
+                        });
+                        Ok(Decoded::Data(data))
+                    }
+                    _ => Ok(Decoded::NeedMore),
+                }
+            }
+        }
+    }
+
+    /// Consumes chunked framing (sizes, CRLFs, trailers) from `buffer` as
+    /// far as it goes, stopping at data, at the end, or where more bytes
+    /// are needed.
+    fn settle(&mut self, buffer: &mut BytesMut) -> Result<(), Error> {
+        loop {
+            let Self::Chunked(state) = self else {
+                return Ok(());
+            };
+            match state {
+                Chunked::Data(_) => return Ok(()),
+                Chunked::Size => {
+                    let Some(line) = line(buffer, MAX_LINE)? else {
+                        return Ok(());
+                    };
+                    let size = chunk_size(&line)?;
+                    *state = if size == 0 {
+                        Chunked::Trailers { seen: 0 }
+                    } else {
+                        Chunked::Data(size)
+                    };
+                }
+                Chunked::DataEnd => match buffer.first() {
+                    None => return Ok(()),
+                    Some(b'\n') => {
+                        buffer.advance(1);
+                        *state = Chunked::Size;
+                    }
+                    Some(b'\r') => match buffer.get(1) {
+                        None => return Ok(()),
+                        Some(b'\n') => {
+                            buffer.advance(2);
+                            *state = Chunked::Size;
+                        }
+                        Some(_) => return Err(Error::Invalid("a chunk is longer than its size")),
+                    },
+                    Some(_) => return Err(Error::Invalid("a chunk is longer than its size")),
+                },
+                Chunked::Trailers { seen } => {
+                    let Some(line) = line(buffer, MAX_TRAILERS.saturating_sub(*seen))? else {
+                        return Ok(());
+                    };
+                    if line.is_empty() {
+                        *self = Self::Done;
+                        return Ok(());
+                    }
+                    *seen += line.len() + 2;
+                }
+            }
+        }
+    }
+}
+
+/// Splits off up to `left` bytes of `buffer` (which is not empty); returns
+/// them and how many are still to come.
+fn take(buffer: &mut BytesMut, left: u64) -> (Bytes, u64) {
+    let available = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
+    let taken = left.min(available);
+    // `taken` is at most `buffer.len()`, so it fits a usize.
+    let data = buffer
+        .split_to(usize::try_from(taken).unwrap_or(buffer.len()))
+        .freeze();
+    (data, left - taken)
+}
+
+/// One line (without its LF or CRLF) taken from the front of `buffer`, or
+/// `None` while it is incomplete; a line longer than `max` is an error.
+fn line(buffer: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, Error> {
+    let Some(end) = memchr::memchr(b'\n', buffer) else {
+        if buffer.len() > max {
+            return Err(Error::Invalid("a chunked body's line is too long"));
+        }
+        return Ok(None);
+    };
+    if end > max {
+        return Err(Error::Invalid("a chunked body's line is too long"));
+    }
+    let mut line = buffer.split_to(end + 1);
+    line.truncate(end);
+    if line.last() == Some(&b'\r') {
+        line.truncate(end - 1);
+    }
+    Ok(Some(line))
+}
+
+/// A chunk-size line's size: hex digits, then optional whitespace and
+/// extensions (`;name=value`), which are ignored.
+fn chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let digits = line
+        .iter()
+        .position(|byte| !byte.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let rest = &line[digits..];
+    let rest_ok = rest
+        .iter()
+        .position(|byte| !matches!(byte, b' ' | b'\t'))
+        .is_none_or(|at| rest[at] == b';');
+    if digits == 0 || digits > 16 || !rest_ok {
+        return Err(Error::Invalid("a chunk size is not a hexadecimal number"));
+    }
+    let text = std::str::from_utf8(&line[..digits])
+        .map_err(|_| Error::Invalid("a chunk size is not a hexadecimal number"))?;
+    u64::from_str_radix(text, 16)
+        .map_err(|_| Error::Invalid("a chunk size is not a hexadecimal number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `wire` to a decoder `step` bytes at a time; returns the data
+    /// pieces joined and whether the body ended, or the error.
+    fn feed(mut framing: Framing, wire: &[u8], step: usize) -> Result<(Vec<u8>, bool), Error> {
+        let mut buffer = BytesMut::new();
+        let mut body = Vec::new();
+        for piece in wire.chunks(step.max(1)) {
+            buffer.extend_from_slice(piece);
+            loop {
+                match framing.decode(&mut buffer)? {
+                    Decoded::Data(data) => body.extend_from_slice(&data),
+                    Decoded::End => return Ok((body, true)),
+                    Decoded::NeedMore => break,
+                }
+            }
+        }
+        Ok((body, framing.is_done()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_the_bytes_arrive() {
+        let wire = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\ntrailer: x\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (body, ended) = feed(Framing::chunked(), wire, step).expect("valid");
+            assert_eq!(body, b"hello, world", "step {step}");
+            assert!(ended, "step {step}");
+        }
+    }
+
+    #[test]
+    fn bare_line_feeds_and_hex_case_are_accepted() {
+        let wire = b"A\nabcdefghij\n0\n\n";
+        let (body, ended) = feed(Framing::chunked(), wire, 1).expect("valid");
+        assert_eq!(body, b"abcdefghij");
+        assert!(ended);
+    }
+
+    #[test]
+    fn the_end_already_buffered_is_seen_with_the_last_data() {
+        let mut framing = Framing::chunked();
+        let mut buffer = BytesMut::from(&b"5\r\nfirst\r\n0\r\n\r\n"[..]);
+        assert_eq!(
+            framing.decode(&mut buffer).expect("valid"),
+            Decoded::Data(Bytes::from_static(b"first"))
+        );
+        assert!(framing.is_done());
+        assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn a_length_body_stops_at_its_length() {
+        let mut framing = Framing::length(5);
+        let mut buffer = BytesMut::from(&b"helloHTTP/1.1"[..]);
+        assert_eq!(
+            framing.decode(&mut buffer).expect("valid"),
+            Decoded::Data(Bytes::from_static(b"hello"))
+        );
+        assert!(framing.is_done());
+        assert_eq!(&buffer[..], b"HTTP/1.1");
+        assert_eq!(framing.decode(&mut buffer).expect("valid"), Decoded::End);
+    }
+
+    #[test]
+    fn bad_chunked_framing_is_an_error() {
+        for wire in [
+            &b"zz\r\nhello\r\n"[..],
+            b"\r\n",
+            b"5 x\r\nhello\r\n",
+            b"5\r\nhelloX\r\n",
+            b"11111111111111111\r\n",
+        ] {
+            assert!(
+                matches!(feed(Framing::chunked(), wire, 1), Err(Error::Invalid(_))),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn endless_lines_are_refused() {
+        let long_size = vec![b'1'; MAX_LINE + 1];
+        assert!(matches!(
+            feed(Framing::chunked(), &long_size, 100),
+            Err(Error::Invalid(_))
+        ));
+        let mut trailers = b"0\r\n".to_vec();
+        trailers.extend(std::iter::repeat_n(b"x: y\r\n", MAX_TRAILERS / 6 + 1).flatten());
+        assert!(matches!(
+            feed(Framing::chunked(), &trailers, 64),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn closing_ends_only_a_body_delimited_by_the_close() {
+        assert_eq!(Framing::UntilClose.at_close().expect("end"), Decoded::End);
+        assert!(matches!(Framing::length(3).at_close(), Err(Error::Closed)));
+        assert!(matches!(Framing::chunked().at_close(), Err(Error::Closed)));
+    }
+}

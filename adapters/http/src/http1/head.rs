@@ -1,0 +1,368 @@
+//! HTTP/1.1 heads: a request's, written into one buffer; an answer's,
+//! parsed with `httparse` straight out of the read buffer (header values
+//! share its bytes), with the body's framing and whether the connection
+//! may be reused decided by RFC 9112's rules.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+
+use super::Error;
+use super::body::Framing;
+
+/// At most this many header lines in an answer (hyper's default).
+const MAX_HEADERS: usize = 100;
+
+/// An answer's head may take at most this many bytes.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+
+/// The request line and headers of `method target`, with `host` unless
+/// `headers` has one, and the body's `Content-Length` (omitted for an empty
+/// GET or HEAD). `Content-Length`, `Transfer-Encoding` and `Connection` in
+/// `headers` are not written: the framing is this module's.
+pub(crate) fn encode_request(
+    method: &Method,
+    target: &str,
+    host: &HeaderValue,
+    headers: &HeaderMap,
+    body_length: usize,
+) -> Vec<u8> {
+    let framing_header = |name: &HeaderName| {
+        name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION
+    };
+    let size = headers.iter().fold(
+        method.as_str().len() + target.len() + host.len() + 64,
+        |size, (name, value)| size + name.as_str().len() + value.len() + 4,
+    );
+    let mut head = Vec::with_capacity(size);
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(HOST) {
+        push_header(&mut head, HOST.as_str(), host.as_bytes());
+    }
+    for (name, value) in headers {
+        if !framing_header(name) {
+            push_header(&mut head, name.as_str(), value.as_bytes());
+        }
+    }
+    if body_length > 0 || !matches!(*method, Method::GET | Method::HEAD) {
+        push_header(
+            &mut head,
+            CONTENT_LENGTH.as_str(),
+            body_length.to_string().as_bytes(),
+        );
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// An answer's head, parsed.
+#[derive(Debug)]
+pub(crate) struct Head {
+    /// Status, version and headers.
+    pub(crate) response: Response<()>,
+    /// How the body that follows is delimited.
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request after this answer.
+    pub(crate) keep_alive: bool,
+}
+
+/// Takes an answer's head (after any 1xx interim answers) from the front
+/// of `buffer`: `None` while it is incomplete. `method` is the request's
+/// (an answer to HEAD has no body whatever its headers say).
+pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+    loop {
+        // Uninitialised: `httparse` writes only the slots it fills.
+        let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            buffer,
+            &mut slots,
+        ) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) if buffer.len() > MAX_HEAD => {
+                return Err(Error::HeadTooLarge);
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(err) => return Err(Error::Parse(err)),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let version = match parsed.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        // Where each header's name and value are in the buffer, so that
+        // the values can share the head's bytes once it is split off; and
+        // what the framing headers say, in the same pass.
+        let start = buffer.as_ptr() as usize;
+        let mut spans = Vec::with_capacity(parsed.headers.len());
+        let mut said = FramingHeaders::default();
+        for header in parsed.headers.iter() {
+            let name = HeaderName::from_bytes(header.name.as_bytes())
+                .map_err(|_| Error::Invalid("an answer header has an invalid name"))?;
+            said.note(&name, header.value);
+            // An empty value may not point into the buffer at all.
+            let from = match header.value {
+                [] => 0,
+                value => value.as_ptr() as usize - start,
+            };
+            spans.push((name, from, from + header.value.len()));
+        }
+        let head = buffer.split_to(length).freeze();
+        match code {
+            101 => return Err(Error::Invalid("the upstream switched protocols")),
+            100..=199 => continue,
+            _ => {}
+        }
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| Error::Invalid("an answer has an invalid status code"))?;
+        let (framing, delimited) = said.framing(method, status)?;
+        let keep_alive = delimited && said.reusable(version);
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = version;
+        *response.headers_mut() = header_map(&head, spans)?;
+        return Ok(Some(Head {
+            response,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+/// The headers, their values slices of `head`.
+fn header_map(head: &Bytes, spans: Vec<(HeaderName, usize, usize)>) -> Result<HeaderMap, Error> {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, from, to) in spans {
+        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+            .map_err(|_| Error::Invalid("an answer header has an invalid value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// What an answer's `Transfer-Encoding`, `Content-Length` and `Connection`
+/// headers said, noted as the headers are read.
+#[derive(Debug, Default)]
+struct FramingHeaders {
+    transfer_encoding: bool,
+    /// Whether the last transfer coding named is `chunked`.
+    chunked: bool,
+    /// Every `Content-Length` value, when they all agreed.
+    length: Option<u64>,
+    /// A `Content-Length` that was not a number, or values that differ.
+    bad_length: Option<&'static str>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl FramingHeaders {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        let items = || {
+            value
+                .split(|byte| *byte == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|item| !item.is_empty())
+        };
+        if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            if let Some(last) = items().next_back() {
+                self.chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if *name == CONTENT_LENGTH {
+            // An empty list item is as invalid as a non-number.
+            for item in value.split(|byte| *byte == b',').map(<[u8]>::trim_ascii) {
+                let parsed = std::str::from_utf8(item)
+                    .ok()
+                    .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|text| text.parse::<u64>().ok());
+                match parsed {
+                    None => self.bad_length = Some("an answer has an invalid content-length"),
+                    Some(length) if self.length.is_some_and(|seen| seen != length) => {
+                        self.bad_length = Some("an answer has differing content-lengths");
+                    }
+                    Some(length) => self.length = Some(length),
+                }
+            }
+        } else if *name == CONNECTION {
+            for token in items() {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+
+    /// How the body is delimited, and whether that leaves the connection
+    /// usable afterwards (a body that ends with the connection does not,
+    /// nor does an answer with both `Transfer-Encoding` and
+    /// `Content-Length`, RFC 9112 §6.3).
+    fn framing(&self, method: &Method, status: StatusCode) -> Result<(Framing, bool), Error> {
+        if *method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok((Framing::Done, true));
+        }
+        if self.transfer_encoding {
+            let clean = self.length.is_none() && self.bad_length.is_none();
+            return Ok(if self.chunked {
+                (Framing::chunked(), clean)
+            } else {
+                (Framing::UntilClose, false)
+            });
+        }
+        if let Some(problem) = self.bad_length {
+            return Err(Error::Invalid(problem));
+        }
+        Ok(match self.length {
+            Some(length) => (Framing::length(length), true),
+            None => (Framing::UntilClose, false),
+        })
+    }
+
+    /// Whether the answer lets the connection stay open: HTTP/1.1 unless
+    /// it says `Connection: close`, HTTP/1.0 only when it says
+    /// `keep-alive`.
+    fn reusable(&self, version: Version) -> bool {
+        if version == Version::HTTP_10 {
+            self.keep_alive
+        } else {
+            !self.close
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(wire: &str, method: Method) -> Result<Option<Head>, Error> {
+        parse_answer(&mut BytesMut::from(wire.as_bytes()), &method)
+    }
+
+    fn head(wire: &str) -> Head {
+        parse(wire, Method::POST).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn a_request_head_has_host_headers_and_length() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("k"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        let host = HeaderValue::from_static("127.0.0.1:9");
+        let head = encode_request(&Method::POST, "/v1/messages", &host, &headers, 12);
+        assert_eq!(
+            String::from_utf8(head).expect("ascii"),
+            "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1:9\r\nx-api-key: k\r\ncontent-length: 12\r\n\r\n"
+        );
+        let get = encode_request(&Method::GET, "/v1/models", &host, &HeaderMap::new(), 0);
+        assert_eq!(
+            String::from_utf8(get).expect("ascii"),
+            "GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1:9\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_answer_head_is_parsed_and_split_off() {
+        let mut buffer = BytesMut::from(
+            &b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\ncontent-length: 2\r\nX-Two: a\r\nx-two: b\r\n\r\n{}"[..],
+        );
+        let head = parse_answer(&mut buffer, &Method::POST)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.response.status(), 201);
+        assert_eq!(head.response.headers()["content-type"], "application/json");
+        let twos: Vec<_> = head.response.headers().get_all("x-two").iter().collect();
+        assert_eq!(twos, ["a", "b"]);
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(head.keep_alive);
+        assert_eq!(&buffer[..], b"{}");
+    }
+
+    #[test]
+    fn an_incomplete_head_waits_and_an_endless_one_fails() {
+        assert!(
+            parse("HTTP/1.1 200 OK\r\ncontent-le", Method::POST)
+                .expect("valid")
+                .is_none()
+        );
+        let endless = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert!(matches!(
+            parse(&endless, Method::POST),
+            Err(Error::HeadTooLarge)
+        ));
+        assert!(matches!(
+            parse("HTTX/1.1 200 OK\r\n\r\n", Method::POST),
+            Err(Error::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn interim_answers_are_skipped() {
+        let head =
+            head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(head.response.status(), 200);
+        assert_eq!(head.framing, Framing::Done);
+        assert!(matches!(
+            parse("HTTP/1.1 101 Switching Protocols\r\n\r\n", Method::GET),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn framing_follows_the_rules() {
+        let chunked = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n");
+        assert_eq!(chunked.framing, Framing::chunked());
+        assert!(chunked.keep_alive);
+        let smuggled =
+            head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(smuggled.framing, Framing::chunked());
+        assert!(!smuggled.keep_alive);
+        let not_chunked = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");
+        assert_eq!(not_chunked.framing, Framing::UntilClose);
+        assert!(!not_chunked.keep_alive);
+        let no_length = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(no_length.framing, Framing::UntilClose);
+        assert!(!no_length.keep_alive);
+        let same_twice = head("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n");
+        assert_eq!(same_twice.framing, Framing::Length(3));
+        let no_content = head("HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n");
+        assert_eq!(no_content.framing, Framing::Done);
+        let answer_to_head = parse("HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n", Method::HEAD)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(answer_to_head.framing, Framing::Done);
+        for bad in ["3, 4", "-1", "", "0x10", "99999999999999999999999"] {
+            let wire = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            assert!(
+                matches!(parse(&wire, Method::POST), Err(Error::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn connection_reuse_follows_version_and_connection_header() {
+        assert!(
+            !head("HTTP/1.1 200 OK\r\nConnection: Close\r\ncontent-length: 0\r\n\r\n").keep_alive
+        );
+        assert!(!head("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").keep_alive);
+        assert!(
+            head("HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n")
+                .keep_alive
+        );
+    }
+}
