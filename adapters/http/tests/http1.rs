@@ -1,0 +1,251 @@
+//! The HTTP/1.1 client against raw answers from a loopback server: what
+//! arrives is what the caller gets (status, headers, body), framing and
+//! reuse follow the answer's headers, and broken answers are clear errors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use adapter_http::{Upstream, body_bytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A server that answers every request with `answer`, written in the
+/// given pieces, and closes the connection after it when `close` is set.
+struct Raw {
+    url: url::Url,
+    connections: Arc<AtomicUsize>,
+    /// Every request head it read, in order.
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn raw(answer: &[&[u8]], close: bool) -> Raw {
+    let answer: Arc<Vec<Vec<u8>>> = Arc::new(answer.iter().map(|piece| piece.to_vec()).collect());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = url::Url::parse(&format!(
+        "http://{}/v1",
+        listener.local_addr().expect("address")
+    ))
+    .expect("url");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (counted, recorded) = (connections.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(socket, answer.clone(), close, recorded.clone()));
+        }
+    });
+    Raw {
+        url,
+        connections,
+        heads,
+    }
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    answer: Arc<Vec<Vec<u8>>>,
+    close: bool,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut buffer = Vec::new();
+    loop {
+        let Some(end) = buffer
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .map(|at| at + 4)
+        else {
+            let mut chunk = [0u8; 4096];
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+        // The tests' requests carry a body only with a content-length.
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|value| value.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        while buffer.len() < end + length {
+            let mut chunk = [0u8; 4096];
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            }
+        }
+        let body = String::from_utf8_lossy(&buffer[end..end + length]).into_owned();
+        heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(format!("{head}{body}"));
+        buffer.drain(..end + length);
+        for piece in answer.iter() {
+            if socket.write_all(piece).await.is_err() || socket.flush().await.is_err() {
+                return;
+            }
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+fn upstream(server: &Raw) -> Upstream {
+    Upstream::new(&server.url, Vec::new(), None).expect("upstream")
+}
+
+/// GETs `models` and returns the status, one header and the body.
+async fn get(upstream: &Upstream, header: &str) -> (u16, Option<String>, String) {
+    let response = upstream.get("models").await.expect("an answer");
+    let status = response.status().as_u16();
+    let value = response
+        .headers()
+        .get(header)
+        .map(|value| value.to_str().expect("ascii").to_owned());
+    let body = body_bytes(response).await.expect("a body");
+    (
+        status,
+        value,
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
+}
+
+#[tokio::test]
+async fn the_request_goes_out_as_written() {
+    let server = raw(&[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"], false).await;
+    let upstream = Upstream::new(
+        &server.url,
+        vec![(
+            http::HeaderName::from_static("x-api-key"),
+            http::HeaderValue::from_static("secret"),
+        )],
+        None,
+    )
+    .expect("upstream");
+    let response = upstream
+        .post(
+            "chat/completions",
+            bytes::Bytes::from_static(b"{\"model\":\"m\"}"),
+            false,
+            &http::HeaderMap::new(),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(body_bytes(response).await.expect("body"), "ok");
+    let heads = server.heads.lock().expect("heads").clone();
+    let address = server.url.authority().to_owned();
+    assert_eq!(
+        heads,
+        [format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: {address}\r\nx-api-key: secret\r\ncontent-type: application/json\r\naccept: application/json\r\ncontent-length: 13\r\n\r\n{{\"model\":\"m\"}}"
+        )]
+    );
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped_and_headers_kept() {
+    let server = raw(
+        &[
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 201 Created\r\nX-Upstream: kept\r\ncontent-length: 5\r\n\r\n",
+            b"hello",
+        ],
+        false,
+    )
+    .await;
+    let answer = get(&upstream(&server), "x-upstream").await;
+    assert_eq!(answer, (201, Some("kept".into()), "hello".into()));
+}
+
+#[tokio::test]
+async fn a_chunked_answer_in_pieces_with_trailers_is_whole_and_keeps_its_connection() {
+    let server = raw(
+        &[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"3\r\nabc\r",
+            b"\n4;ext=1\r\ndefg\r\n",
+            b"0\r\nx-trailer: t\r\n\r\n",
+        ],
+        false,
+    )
+    .await;
+    let upstream = upstream(&server);
+    for _ in 0..2 {
+        assert_eq!(get(&upstream, "none").await.2, "abcdefg");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_without_length_ends_with_the_connection_which_is_not_reused() {
+    let server = raw(&[b"HTTP/1.1 200 OK\r\n\r\n", b"until ", b"close"], true).await;
+    let upstream = upstream(&server);
+    for _ in 0..2 {
+        assert_eq!(get(&upstream, "none").await.2, "until close");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn connection_close_and_http_1_0_answers_are_not_reused() {
+    for answer in [
+        &[&b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 2\r\n\r\nok"[..]][..],
+        &[&b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"[..]][..],
+    ] {
+        let server = raw(answer, false).await;
+        let upstream = upstream(&server);
+        for _ in 0..2 {
+            assert_eq!(get(&upstream, "none").await.2, "ok");
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    }
+}
+
+/// The message of the error a GET ends with, before or during the body.
+async fn failure(answer: &[&[u8]]) -> String {
+    let server = raw(answer, true).await;
+    let upstream = upstream(&server);
+    let err = match upstream.get("models").await {
+        Err(err) => err,
+        Ok(response) => body_bytes(response).await.expect_err("a broken body"),
+    };
+    assert_eq!(err.status(), 502, "{}", err.message);
+    err.message
+}
+
+#[tokio::test]
+async fn broken_answers_are_clear_errors() {
+    assert_eq!(
+        failure(&[b"SMTP ready\r\n\r\n"]).await,
+        "the upstream connection failed: invalid answer head: invalid HTTP version"
+    );
+    assert_eq!(
+        failure(&[b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await,
+        "the upstream connection failed: connection closed before message completed"
+    );
+    assert_eq!(
+        failure(&[b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd"]).await,
+        "the upstream connection failed: invalid answer: an answer has differing content-lengths"
+    );
+    assert_eq!(
+        failure(&[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nxyz\r\n"]).await,
+        "the upstream connection failed: invalid answer: a chunk size is not a hexadecimal number"
+    );
+    assert_eq!(
+        failure(&[b""]).await,
+        "the upstream connection failed: connection closed before message completed"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_head_is_refused() {
+    let mut head = b"HTTP/1.1 200 OK\r\nx-filler: ".to_vec();
+    head.resize(70 * 1024, b'a');
+    assert_eq!(
+        failure(&[&head]).await,
+        "the upstream connection failed: the answer's head is longer than 64 KiB"
+    );
+}
