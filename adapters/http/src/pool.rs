@@ -184,7 +184,8 @@ impl Pools {
     }
 
     /// `request` for HTTP/2, which carries the scheme and authority in the
-    /// URI. (The headers and body are shared, not copied.)
+    /// URI. The body is shared; the header map (a few entries) is copied,
+    /// so that `request` stays whole for a retry on another connection.
     fn http2_request(&self, request: &Request<Bytes>) -> Request<Full<Bytes>> {
         let mut parts = request.uri().clone().into_parts();
         parts.scheme = Some(self.scheme.clone());

@@ -2,12 +2,14 @@
 //! arrives is what the caller gets (status, headers, body), framing and
 //! reuse follow the answer's headers, and broken answers are clear errors.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use adapter_http::{Upstream, body_bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// A server that answers every request with `answer`, written in the
 /// given pieces, and closes the connection after it when `close` is set.
@@ -20,21 +22,12 @@ struct Raw {
 
 async fn raw(answer: &[&[u8]], close: bool) -> Raw {
     let answer: Arc<Vec<Vec<u8>>> = Arc::new(answer.iter().map(|piece| piece.to_vec()).collect());
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = url::Url::parse(&format!(
-        "http://{}/v1",
-        listener.local_addr().expect("address")
-    ))
-    .expect("url");
-    let connections = Arc::new(AtomicUsize::new(0));
     let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (counted, recorded) = (connections.clone(), heads.clone());
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(socket, answer.clone(), close, recorded.clone()));
-        }
-    });
+    let recorded = heads.clone();
+    let (url, connections) = support::accept("http", move |socket, _| {
+        serve(socket, answer.clone(), close, recorded.clone())
+    })
+    .await;
     Raw {
         url,
         connections,
@@ -49,39 +42,11 @@ async fn serve(
     heads: Arc<std::sync::Mutex<Vec<String>>>,
 ) {
     let mut buffer = Vec::new();
-    loop {
-        let Some(end) = buffer
-            .windows(4)
-            .position(|window| window == b"\r\n\r\n")
-            .map(|at| at + 4)
-        else {
-            let mut chunk = [0u8; 4096];
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-        // The tests' requests carry a body only with a content-length.
-        let length = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length: "))
-            .and_then(|value| value.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        while buffer.len() < end + length {
-            let mut chunk = [0u8; 4096];
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-            }
-        }
-        let body = String::from_utf8_lossy(&buffer[end..end + length]).into_owned();
+    while let Some(request) = support::read_request(&mut socket, &mut buffer).await {
         heads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(format!("{head}{body}"));
-        buffer.drain(..end + length);
+            .push(request);
         for piece in answer.iter() {
             if socket.write_all(piece).await.is_err() || socket.flush().await.is_err() {
                 return;
@@ -218,26 +183,31 @@ async fn failure(answer: &[&[u8]]) -> String {
 
 #[tokio::test]
 async fn broken_answers_are_clear_errors() {
-    assert_eq!(
-        failure(&[b"SMTP ready\r\n\r\n"]).await,
-        "the upstream connection failed: invalid answer head: invalid HTTP version"
-    );
-    assert_eq!(
-        failure(&[b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await,
-        "the upstream connection failed: connection closed before message completed"
-    );
-    assert_eq!(
-        failure(&[b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd"]).await,
-        "the upstream connection failed: invalid answer: an answer has differing content-lengths"
-    );
-    assert_eq!(
-        failure(&[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nxyz\r\n"]).await,
-        "the upstream connection failed: invalid answer: a chunk size is not a hexadecimal number"
-    );
-    assert_eq!(
-        failure(&[b""]).await,
-        "the upstream connection failed: connection closed before message completed"
-    );
+    let cases: [(&[u8], &str); 5] = [
+        (
+            b"SMTP ready\r\n\r\n",
+            "invalid answer head: invalid HTTP version",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+            "connection closed before message completed",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd",
+            "invalid answer: an answer has differing content-lengths",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nxyz\r\n",
+            "invalid answer: a chunk size is not a hexadecimal number",
+        ),
+        (b"", "connection closed before message completed"),
+    ];
+    for (answer, expected) in cases {
+        assert_eq!(
+            failure(&[answer]).await,
+            format!("the upstream connection failed: {expected}")
+        );
+    }
 }
 
 #[tokio::test]

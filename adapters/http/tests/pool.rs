@@ -2,13 +2,15 @@
 //! connections the tests control: reuse, a dropped half-read stream, an
 //! upstream that closes a kept-alive connection.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use adapter_http::{Upstream, body_bytes};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// What the test server does with each request on a connection.
 #[derive(Clone, Copy)]
@@ -32,36 +34,20 @@ struct Server {
 }
 
 async fn server(behaviour: Behaviour) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = url::Url::parse(&format!(
-        "http://{}/v1",
-        listener.local_addr().expect("address")
-    ))
-    .expect("url");
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let index = counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve_connection(socket, behaviour, index));
-        }
-    });
+    let (url, connections) = support::accept("http", move |socket, index| {
+        serve_connection(socket, behaviour, index)
+    })
+    .await;
     Server { url, connections }
 }
 
-/// Reads requests (heads only; the tests send no bodies) and answers them.
+/// Reads requests and answers them.
 async fn serve_connection(mut socket: TcpStream, behaviour: Behaviour, index: usize) {
     let mut buffer = Vec::new();
-    loop {
-        let Some(end) = head_end(&buffer) else {
-            let mut chunk = [0u8; 1024];
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-            }
-            continue;
-        };
-        buffer.drain(..end);
+    while support::read_request(&mut socket, &mut buffer)
+        .await
+        .is_some()
+    {
         match behaviour {
             Behaviour::StallFirst if index == 0 => {
                 let _ = socket
@@ -101,13 +87,6 @@ async fn serve_connection(mut socket: TcpStream, behaviour: Behaviour, index: us
             }
         }
     }
-}
-
-fn head_end(buffer: &[u8]) -> Option<usize> {
-    buffer
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map(|at| at + 4)
 }
 
 fn upstream(server: &Server) -> Upstream {

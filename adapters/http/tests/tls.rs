@@ -3,6 +3,8 @@
 //! arrive intact over each protocol, connections are reused, and a
 //! certificate the gateway does not trust is refused with a clear error.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +16,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 /// A TLS server on loopback speaking the protocol `alpn` names.
@@ -58,36 +59,26 @@ async fn server(alpn: &'static [u8]) -> Server {
     .expect("server config");
     config.alpn_protocols = vec![alpn.to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = url::Url::parse(&format!(
-        "https://{}/v1",
-        listener.local_addr().expect("address")
-    ))
-    .expect("url");
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                let io = TokioIo::new(tls);
-                let service = service_fn(answer);
-                if alpn == b"h2" {
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, service)
-                        .await;
-                } else {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
-                }
-            });
+    let (url, connections) = support::accept("https", move |socket, _| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(socket).await else {
+                return;
+            };
+            let io = TokioIo::new(tls);
+            let service = service_fn(answer);
+            if alpn == b"h2" {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(io, service)
+                    .await;
+            } else {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            }
         }
-    });
+    })
+    .await;
     Server {
         url,
         certificate,
