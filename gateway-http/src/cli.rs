@@ -191,6 +191,7 @@ fn serve(explicit: &Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Resu
             listen,
             config_source: loaded.source,
             workers: None,
+            header_timeout: loaded.config.server.header_timeout(),
         },
     )?;
     Ok(ExitCode::SUCCESS)

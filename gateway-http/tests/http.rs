@@ -420,3 +420,51 @@ async fn sigterm_shuts_down_gracefully() {
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_head_or_goes_quiet_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = "[server]\nlisten = \"127.0.0.1:0\"\nheader_timeout_ms = 200\n\n\
+        [[backends]]\nid = \"mock\"\ndialect = \"mock\"\nmodels = [{ id = \"echo\" }]\n\n\
+        [aliases]\ndefault = \"mock/echo\"\n";
+    let mut gateway = support::Modelgate::start(config).await;
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let mut half = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    half.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let mut quiet = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    quiet
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut received = Vec::new();
+    for socket in [&mut half, &mut quiet] {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest))
+            .await
+            .expect("the gateway closed the connection within 10 s")
+            .expect("read");
+        received.push(String::from_utf8_lossy(&rest).into_owned());
+    }
+    // No answer to half a head; the quiet connection got its answer, then
+    // was closed.
+    assert_eq!(received[0], "");
+    assert!(
+        received[1].starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        received[1]
+    );
+    assert!(
+        received[1].ends_with("{\"status\":\"ok\"}"),
+        "{}",
+        received[1]
+    );
+    let health = reqwest::get(gateway.url("/health")).await.expect("health");
+    assert_eq!(health.status(), 200);
+    gateway.assert_healthy();
+}

@@ -82,6 +82,19 @@ pub struct ServerConfig {
     /// reach the port may use every backend). Default false.
     #[serde(default)]
     pub allow_unauthenticated: bool,
+    /// How long a client may take to send a request's head, in ms; the
+    /// same limit closes a kept-alive connection that sends nothing for
+    /// that long (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub header_timeout_ms: Option<u64>,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::header_timeout_ms`], or its default.
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_timeout_ms.unwrap_or(30_000))
+    }
 }
 
 impl Default for ServerConfig {
@@ -89,6 +102,7 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             allow_unauthenticated: false,
+            header_timeout_ms: None,
         }
     }
 }
