@@ -47,10 +47,13 @@ pub struct ServeOptions {
     /// How long a client may take to send a request's head, and how long
     /// a kept-alive connection may stay silent.
     pub header_timeout: Duration,
+    /// How long requests in flight may go on after a stop signal.
+    pub shutdown_grace: Duration,
 }
 
 /// Serves `gateway` until SIGINT or SIGTERM, then stops accepting, lets
-/// in-flight requests finish and returns. Blocks the calling thread.
+/// in-flight requests finish (for at most `options.shutdown_grace`, then
+/// cuts them) and returns. Blocks the calling thread.
 ///
 /// Once the socket is bound it prints `modelgate listening on http://ADDR`
 /// on stdout (the real port when 0 was asked for), which scripts and tests
@@ -80,6 +83,7 @@ pub fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Result<()>
                 app: app.clone(),
                 stop: stop.clone(),
                 header_timeout: options.header_timeout,
+                shutdown_grace: options.shutdown_grace,
             };
             Ok(std::thread::Builder::new()
                 .name(format!("modelgate-worker-{index}"))
@@ -122,6 +126,7 @@ struct Worker {
     /// so that one failing worker stops the whole server.
     stop: watch::Sender<bool>,
     header_timeout: Duration,
+    shutdown_grace: Duration,
 }
 
 impl Worker {
@@ -167,8 +172,18 @@ impl Worker {
                 });
             }
             drop(listener);
-            // In-flight requests finish; idle connections close now.
-            graceful.shutdown().await;
+            // In-flight requests finish, idle connections close now. What
+            // is still open after the grace period is cut when the runtime
+            // is dropped below.
+            if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "requests still in flight after the {} ms shutdown grace period are cut",
+                    self.shutdown_grace.as_millis()
+                );
+            }
             anyhow::Ok(())
         });
         self.stop.send_replace(true);

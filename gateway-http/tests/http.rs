@@ -468,3 +468,51 @@ async fn a_client_that_never_finishes_its_head_or_goes_quiet_is_dropped() {
     assert_eq!(health.status(), 200);
     gateway.assert_healthy();
 }
+
+#[tokio::test]
+async fn sigterm_cuts_streams_still_open_after_the_grace_period() {
+    let upstream = mock_upstream::MockUpstream::start()
+        .await
+        .expect("mock upstream");
+    let config = support::config_for(&upstream.base_url(), support::closed_port()).replacen(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 200",
+        1,
+    );
+    let mut gateway = support::Modelgate::start(&config).await;
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&json!({"model": "up/endless", "stream": true, "messages": user("x")}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let first = body.next().await.expect("a chunk").expect("no error");
+    assert!(first.starts_with(b"data: "), "{first:?}");
+    let pid = gateway.child.id().expect("pid");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // Without the grace period the endless stream would keep the gateway
+    // up for ever.
+    let exit = tokio::time::timeout(Duration::from_secs(10), gateway.child.wait())
+        .await
+        .expect("exit within 10 s")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the client's stream was not cut");
+    assert!(
+        gateway
+            .stderr()
+            .contains("requests still in flight after the 200 ms shutdown grace period are cut"),
+        "{}",
+        gateway.stderr()
+    );
+}

@@ -88,12 +88,21 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub header_timeout_ms: Option<u64>,
+    /// On SIGTERM or SIGINT, how long requests in flight (open streams
+    /// included) may go on before they are cut, in ms (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 impl ServerConfig {
     /// [`ServerConfig::header_timeout_ms`], or its default.
     pub fn header_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.header_timeout_ms.unwrap_or(30_000))
+    }
+
+    /// [`ServerConfig::shutdown_grace_ms`], or its default.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_grace_ms.unwrap_or(30_000))
     }
 }
 
@@ -103,6 +112,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             allow_unauthenticated: false,
             header_timeout_ms: None,
+            shutdown_grace_ms: None,
         }
     }
 }
