@@ -61,7 +61,7 @@ pub(crate) enum Error {
     #[error("invalid answer: {0}")]
     Invalid(&'static str),
     /// The answer's head did not end within [`head::MAX_HEAD`] bytes.
-    #[error("the answer's head is longer than 64 KiB")]
+    #[error("the answer's head is longer than {} KiB", head::MAX_HEAD / 1024)]
     HeadTooLarge,
 }
 
