@@ -8,10 +8,10 @@
 //! are local and the connection pools need no cross-thread traffic. This
 //! measured about 15% more requests per second on pass-through.
 //!
-//! Each worker runs its own accept loop over hyper's connections (HTTP/1.1,
-//! and HTTP/2 with prior knowledge) rather than `axum::serve`, which gives
-//! hyper no timer: with one, a client that never finishes a request's head
-//! (or a kept-alive connection that sends nothing) is dropped after
+//! Each worker runs its own accept loop, each connection served by the
+//! gateway's own HTTP/1.1 connection ([`crate::http1`]; HTTP/2 with prior
+//! knowledge goes on to hyper's): a client that never finishes a request's
+//! head (or a kept-alive connection that sends nothing) is dropped after
 //! `server.header_timeout_ms` instead of holding its connection forever.
 
 use std::convert::Infallible;
@@ -26,9 +26,6 @@ use axum::extract::Request;
 use axum::response::Response;
 use gateway_core::Gateway;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_service::Service;
@@ -75,6 +72,10 @@ pub fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Result<()>
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get);
     let app = crate::app::router(gateway.clone());
+    let settings = crate::http1::Settings {
+        header_timeout: options.header_timeout,
+        body_limit: gateway.limits().max_body_bytes,
+    };
     let threads = (0..workers)
         .map(|index| {
             let listener = listener.try_clone()?;
@@ -82,7 +83,7 @@ pub fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Result<()>
                 listener,
                 app: app.clone(),
                 stop: stop.clone(),
-                header_timeout: options.header_timeout,
+                settings,
                 shutdown_grace: options.shutdown_grace,
             };
             Ok(std::thread::Builder::new()
@@ -125,7 +126,7 @@ struct Worker {
     /// Set by the main thread on a signal; set by the worker when it ends,
     /// so that one failing worker stops the whole server.
     stop: watch::Sender<bool>,
-    header_timeout: Duration,
+    settings: crate::http1::Settings,
     shutdown_grace: Duration,
 }
 
@@ -137,12 +138,10 @@ impl Worker {
         let mut stopping = self.stop.subscribe();
         let outcome = runtime.block_on(async move {
             let listener = TcpListener::from_std(self.listener)?;
-            let mut connections = auto::Builder::new(TokioExecutor::new());
-            connections
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.header_timeout);
-            let graceful = GracefulShutdown::new();
+            // Every connection holds a receiver: `true` tells it to finish
+            // its request in flight and close, and the sender learns when
+            // the last one has gone.
+            let (drain, draining) = watch::channel(false);
             loop {
                 let accepted = tokio::select! {
                     accepted = listener.accept() => accepted,
@@ -161,21 +160,20 @@ impl Worker {
                 if let Err(err) = socket.set_nodelay(true) {
                     tracing::debug!("cannot set TCP_NODELAY: {err}");
                 }
-                let connection = connections
-                    .serve_connection(TokioIo::new(socket), Hyper(self.app.clone()))
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!("client connection ended: {err}");
-                    }
-                });
+                tokio::spawn(crate::http1::serve(
+                    socket,
+                    self.app.clone(),
+                    self.settings,
+                    draining.clone(),
+                ));
             }
             drop(listener);
+            drop(draining);
             // In-flight requests finish, idle connections close now. What
             // is still open after the grace period is cut when the runtime
             // is dropped below.
-            if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+            let _ = drain.send(true);
+            if tokio::time::timeout(self.shutdown_grace, drain.closed())
                 .await
                 .is_err()
             {
@@ -206,9 +204,10 @@ async fn accept_failed(err: std::io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// [`App`] as a hyper service: hyper's request body becomes axum's.
+/// [`App`] as a hyper service (for HTTP/2): hyper's request body becomes
+/// axum's.
 #[derive(Clone)]
-struct Hyper(App);
+pub(crate) struct Hyper(pub(crate) App);
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Hyper {
     type Response = Response;

@@ -10,6 +10,7 @@ mod ndjson;
 mod pool;
 mod sse;
 mod upstream;
+pub mod wire;
 
 pub use ndjson::decode_ndjson;
 pub use pool::UpstreamBody;

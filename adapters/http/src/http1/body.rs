@@ -18,7 +18,7 @@ const MAX_TRAILERS: usize = 16 * 1024;
 
 /// How the body ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub enum Framing {
     /// This many bytes are still to come (`Content-Length`).
     Length(u64),
     /// `Transfer-Encoding: chunked`, at this point of the encoding.
@@ -31,7 +31,7 @@ pub(crate) enum Framing {
 
 /// Where a chunked body's decoding stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Chunked {
+pub enum Chunked {
     /// Expecting a chunk-size line.
     Size,
     /// Inside a chunk's data, with this many bytes to go.
@@ -39,13 +39,16 @@ pub(crate) enum Chunked {
     /// After a chunk's data, expecting its CRLF.
     DataEnd,
     /// After the last chunk, reading trailer lines (ignored) up to the
-    /// empty line; `seen` bytes of them so far.
-    Trailers { seen: usize },
+    /// empty line.
+    Trailers {
+        /// Bytes of trailer lines taken so far.
+        seen: usize,
+    },
 }
 
 /// What the buffered bytes gave.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     /// The next piece of the body.
     Data(Bytes),
     /// The body is complete.
@@ -56,7 +59,7 @@ pub(crate) enum Decoded {
 
 impl Framing {
     /// A body of `length` bytes.
-    pub(crate) fn length(length: u64) -> Self {
+    pub fn length(length: u64) -> Self {
         if length == 0 {
             Self::Done
         } else {
@@ -65,12 +68,12 @@ impl Framing {
     }
 
     /// A chunked body, from its first chunk-size line.
-    pub(crate) fn chunked() -> Self {
+    pub fn chunked() -> Self {
         Self::Chunked(Chunked::Size)
     }
 
     /// Whether the whole body has been taken.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         *self == Self::Done
     }
 
@@ -78,7 +81,7 @@ impl Framing {
     /// data, framing that follows it and is already buffered (a chunk's
     /// CRLF, the last chunk, the trailers) is consumed too, so that
     /// [`Framing::is_done`] tells at once when that was the last piece.
-    pub(crate) fn decode(&mut self, buffer: &mut BytesMut) -> Result<Decoded, Error> {
+    pub fn decode(&mut self, buffer: &mut BytesMut) -> Result<Decoded, Error> {
         let decoded = self.next(buffer)?;
         if matches!(decoded, Decoded::Data(_)) {
             // Errors are not lost: the state stays where it failed, and the
@@ -89,7 +92,7 @@ impl Framing {
     }
 
     /// What the upstream closing the connection means at this point.
-    pub(crate) fn at_close(&mut self) -> Result<Decoded, Error> {
+    pub fn at_close(&mut self) -> Result<Decoded, Error> {
         match self {
             Self::UntilClose | Self::Done => {
                 *self = Self::Done;

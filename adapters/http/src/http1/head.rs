@@ -13,10 +13,10 @@ use super::Error;
 use super::body::Framing;
 
 /// At most this many header lines in an answer (hyper's default).
-const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 100;
 
 /// An answer's head may take at most this many bytes.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 
 /// The request line and headers of `method target`, with `host` unless
 /// `headers` has one, and the body's `Content-Length` (omitted for an empty
@@ -91,7 +91,8 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
             buffer,
             &mut slots,
         ) {
-            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD => length,
+            Ok(httparse::Status::Complete(_)) => return Err(Error::HeadTooLarge),
             Ok(httparse::Status::Partial) if buffer.len() > MAX_HEAD => {
                 return Err(Error::HeadTooLarge);
             }
@@ -106,20 +107,8 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
         // Where each header's name and value are in the buffer, so that
         // the values can share the head's bytes once it is split off; and
         // what the framing headers say, in the same pass.
-        let start = buffer.as_ptr() as usize;
-        let mut spans = Vec::with_capacity(parsed.headers.len());
         let mut said = FramingHeaders::default();
-        for header in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(header.name.as_bytes())
-                .map_err(|_| Error::Invalid("an answer header has an invalid name"))?;
-            said.note(&name, header.value);
-            // An empty value may not point into the buffer at all.
-            let from = match header.value {
-                [] => 0,
-                value => value.as_ptr() as usize - start,
-            };
-            spans.push((name, from, from + header.value.len()));
-        }
+        let spans = header_spans(parsed.headers, buffer, &mut said).map_err(Error::Invalid)?;
         let head = buffer.split_to(length).freeze();
         match code {
             101 => return Err(Error::Invalid("the upstream switched protocols")),
@@ -133,7 +122,7 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = version;
-        *response.headers_mut() = header_map(&head, spans)?;
+        *response.headers_mut() = header_map(&head, spans).map_err(Error::Invalid)?;
         return Ok(Some(Head {
             response,
             framing,
@@ -142,21 +131,51 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
     }
 }
 
-/// The headers, their values slices of `head`.
-fn header_map(head: &Bytes, spans: Vec<(HeaderName, usize, usize)>) -> Result<HeaderMap, Error> {
+/// Where a parsed header's name and value lie in the buffer it was parsed
+/// from: the name, and the value's byte range.
+pub type HeaderSpan = (HeaderName, usize, usize);
+
+/// The names of `headers` (parsed by `httparse` out of `buffer`) and where
+/// their values lie in `buffer`, so that once the head is split off the
+/// values can share its bytes; what the framing headers say is noted in
+/// `said` in the same pass.
+pub fn header_spans(
+    headers: &[httparse::Header<'_>],
+    buffer: &[u8],
+    said: &mut FramingHeaders,
+) -> Result<Vec<HeaderSpan>, &'static str> {
+    let start = buffer.as_ptr() as usize;
+    let mut spans = Vec::with_capacity(headers.len());
+    for header in headers {
+        let name =
+            HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| "invalid header name")?;
+        said.note(&name, header.value);
+        // An empty value may not point into the buffer at all.
+        let from = match header.value {
+            [] => 0,
+            value => value.as_ptr() as usize - start,
+        };
+        spans.push((name, from, from + header.value.len()));
+    }
+    Ok(spans)
+}
+
+/// The headers of [`header_spans`], their values slices of `head` (the
+/// buffer they were parsed from, split off and frozen).
+pub fn header_map(head: &Bytes, spans: Vec<HeaderSpan>) -> Result<HeaderMap, &'static str> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     for (name, from, to) in spans {
         let value = HeaderValue::from_maybe_shared(head.slice(from..to))
-            .map_err(|_| Error::Invalid("an answer header has an invalid value"))?;
+            .map_err(|_| "invalid header value")?;
         headers.append(name, value);
     }
     Ok(headers)
 }
 
-/// What an answer's `Transfer-Encoding`, `Content-Length` and `Connection`
+/// What a message's `Transfer-Encoding`, `Content-Length` and `Connection`
 /// headers said, noted as the headers are read.
 #[derive(Debug, Default)]
-struct FramingHeaders {
+pub struct FramingHeaders {
     transfer_encoding: bool,
     /// Whether the last transfer coding named is `chunked`.
     chunked: bool,
@@ -169,7 +188,8 @@ struct FramingHeaders {
 }
 
 impl FramingHeaders {
-    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+    /// Notes what header `name: value` says of the framing.
+    pub fn note(&mut self, name: &HeaderName, value: &[u8]) {
         let items = || {
             value
                 .split(|byte| *byte == b',')
@@ -232,10 +252,31 @@ impl FramingHeaders {
         })
     }
 
-    /// Whether the answer lets the connection stay open: HTTP/1.1 unless
+    /// How a request's body is delimited (RFC 9112 §6.3): chunked when
+    /// the last transfer coding is `chunked`, else by `Content-Length`, else
+    /// empty. A request with any other transfer coding, or with both
+    /// headers (the shape of request smuggling), or with a bad length is
+    /// refused, since its end cannot be known for sure.
+    pub fn request_framing(&self) -> Result<Framing, &'static str> {
+        if self.transfer_encoding {
+            if !self.chunked {
+                return Err("a request's transfer-encoding must end with chunked");
+            }
+            if self.length.is_some() || self.bad_length.is_some() {
+                return Err("a request may not have both transfer-encoding and content-length");
+            }
+            return Ok(Framing::chunked());
+        }
+        if self.bad_length.is_some() {
+            return Err("the request's content-length is invalid");
+        }
+        Ok(Framing::length(self.length.unwrap_or(0)))
+    }
+
+    /// Whether the message lets the connection stay open: HTTP/1.1 unless
     /// it says `Connection: close`, HTTP/1.0 only when it says
     /// `keep-alive`.
-    fn reusable(&self, version: Version) -> bool {
+    pub fn reusable(&self, version: Version) -> bool {
         if version == Version::HTTP_10 {
             self.keep_alive
         } else {

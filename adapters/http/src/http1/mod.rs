@@ -19,8 +19,8 @@
 //! 100-continue`, protocol upgrades, pipelining. An answer's head is at
 //! most 64 KiB with 100 headers.
 
-mod body;
-mod head;
+pub(crate) mod body;
+pub(crate) mod head;
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -47,7 +47,7 @@ const MAX_READ: usize = 64 * 1024;
 
 /// What went wrong on an HTTP/1.1 connection.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// The upstream closed the connection before the answer was complete.
     #[error("connection closed before message completed")]
     Closed,

@@ -1,0 +1,178 @@
+//! A request's head, parsed with `httparse` straight out of the
+//! connection's read buffer (the target and header values share its
+//! bytes), with its body's framing and whether the connection may carry
+//! another request decided by RFC 9112's rules.
+
+use std::mem::MaybeUninit;
+
+use adapter_http::wire::{self, Framing, FramingHeaders};
+use bytes::BytesMut;
+use http::header::EXPECT;
+use http::{Method, Request, Uri, Version};
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(super) struct Head {
+    /// Method, target, version and headers; the body comes later.
+    pub(super) request: Request<()>,
+    /// How the body that follows is delimited.
+    pub(super) framing: Framing,
+    /// Whether the client lets the connection carry another request.
+    pub(super) keep_alive: bool,
+    /// Whether the client waits for `100 Continue` before sending the body.
+    pub(super) expects_continue: bool,
+}
+
+/// Why a request head is refused; the connection answers and closes.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Not HTTP/1.x, or breaking its rules: 400.
+    Malformed(&'static str),
+    /// More than [`wire::MAX_HEAD`] bytes or [`wire::MAX_HEADERS`] headers: 431.
+    TooLarge,
+}
+
+/// Takes a request head from the front of `buffer`: `None` while it is
+/// incomplete.
+pub(super) fn parse(buffer: &mut BytesMut) -> Result<Option<Head>, Refusal> {
+    // Uninitialised: `httparse` writes only the slots it fills.
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); wire::MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut parsed,
+        buffer,
+        &mut slots,
+    ) {
+        Ok(httparse::Status::Complete(length)) if length <= wire::MAX_HEAD => length,
+        Ok(httparse::Status::Complete(_)) => return Err(Refusal::TooLarge),
+        Ok(httparse::Status::Partial) if buffer.len() > wire::MAX_HEAD => {
+            return Err(Refusal::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
+        Err(_) => return Err(Refusal::Malformed("the request head is not valid HTTP/1.1")),
+    };
+    let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
+        .map_err(|_| Refusal::Malformed("the request method is invalid"))?;
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let start = buffer.as_ptr() as usize;
+    let target = parsed.path.unwrap_or_default();
+    let target_from = target.as_ptr() as usize - start;
+    let target_span = target_from..target_from + target.len();
+    let mut said = FramingHeaders::default();
+    let spans =
+        wire::header_spans(parsed.headers, buffer, &mut said).map_err(Refusal::Malformed)?;
+    let expects_continue = version == Version::HTTP_11
+        && parsed.headers.iter().any(|header| {
+            header.name.eq_ignore_ascii_case(EXPECT.as_str())
+                && header.value.eq_ignore_ascii_case(b"100-continue")
+        });
+    let framing = said.request_framing().map_err(Refusal::Malformed)?;
+    let keep_alive = said.reusable(version);
+    let head = buffer.split_to(length).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target_span))
+        .map_err(|_| Refusal::Malformed("the request target is not a valid URI"))?;
+    let headers = wire::header_map(&head, spans).map_err(Refusal::Malformed)?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    Ok(Some(Head {
+        request,
+        framing,
+        keep_alive,
+        expects_continue,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(wire: &str) -> Result<Option<Head>, Refusal> {
+        parse(&mut BytesMut::from(wire.as_bytes()))
+    }
+
+    fn head(wire: &str) -> Head {
+        parse_str(wire).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn a_head_is_parsed_and_split_off() {
+        let mut buffer = BytesMut::from(
+            &b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nX-Two: a\r\nx-two: b\r\n\r\n{}GET"[..],
+        );
+        let head = parse(&mut buffer).expect("valid").expect("complete");
+        assert_eq!(head.request.method(), Method::POST);
+        assert_eq!(head.request.uri(), "/v1/chat/completions?x=1");
+        assert_eq!(head.request.version(), Version::HTTP_11);
+        let twos: Vec<_> = head.request.headers().get_all("x-two").iter().collect();
+        assert_eq!(twos, ["a", "b"]);
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(head.keep_alive);
+        assert!(!head.expects_continue);
+        assert_eq!(&buffer[..], b"{}GET");
+    }
+
+    #[test]
+    fn incomplete_heads_wait_and_bad_ones_are_refused() {
+        assert!(
+            parse_str("POST /v1 HTTP/1.1\r\nhost: a")
+                .expect("valid")
+                .is_none()
+        );
+        let endless = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(wire::MAX_HEAD));
+        assert_eq!(parse_str(&endless).err(), Some(Refusal::TooLarge));
+        let complete = format!("{endless}\r\n\r\n");
+        assert_eq!(parse_str(&complete).err(), Some(Refusal::TooLarge));
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "x: y\r\n".repeat(101));
+        assert_eq!(parse_str(&many).err(), Some(Refusal::TooLarge));
+        for bad in [
+            "GET / HTTP/2.0\r\n\r\n",
+            "G@T / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nbad name: x\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_str(bad), Err(Refusal::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn framing_follows_the_rules_and_refuses_smuggling() {
+        assert_eq!(head("GET / HTTP/1.1\r\n\r\n").framing, Framing::Done);
+        assert_eq!(
+            head("POST / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n").framing,
+            Framing::chunked()
+        );
+        for bad in [
+            "transfer-encoding: chunked\r\ncontent-length: 5",
+            "transfer-encoding: chunked, gzip",
+            "content-length: 3, 4",
+            "content-length: -1",
+            "content-length: 0x10",
+        ] {
+            let wire = format!("POST / HTTP/1.1\r\n{bad}\r\n\r\n");
+            assert!(
+                matches!(parse_str(&wire), Err(Refusal::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn keep_alive_and_continue_follow_version_and_headers() {
+        assert!(!head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!head("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(head("GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").keep_alive);
+        let expecting =
+            head("POST / HTTP/1.1\r\nExpect: 100-Continue\r\ncontent-length: 3\r\n\r\n");
+        assert!(expecting.expects_continue);
+        assert!(!head("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expects_continue);
+    }
+}
