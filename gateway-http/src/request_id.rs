@@ -28,15 +28,36 @@ pub(crate) fn assign(request: &mut Request) -> Option<HeaderValue> {
         .and_then(|value| value.to_str().ok())
         .filter(|id| acceptable(id))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .unwrap_or_else(new_id);
     let header = HeaderValue::from_str(&id).ok();
     request.extensions_mut().insert(RequestId(id));
     header
 }
 
+/// A new random id: 32 lowercase hex digits (a v4 UUID without dashes),
+/// encoded straight into its `String` rather than through `Display`.
+fn new_id() -> String {
+    let mut digits = [0; uuid::fmt::Simple::LENGTH];
+    uuid::Uuid::new_v4()
+        .simple()
+        .encode_lower(&mut digits)
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::acceptable;
+
+    #[test]
+    fn new_ids_are_32_hex_digits() {
+        let id = super::new_id();
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_ne!(id, super::new_id());
+    }
 
     #[test]
     fn only_plain_ids_are_kept() {

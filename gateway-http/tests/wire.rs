@@ -219,3 +219,19 @@ async fn http2_with_prior_knowledge_is_served() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["choices"][0]["message"]["content"], "over h2");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_is_dropped() {
+    let config = CONFIG.replace(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nheader_timeout_ms = 200\n",
+    );
+    let mut gateway = support::Modelgate::start(&config).await;
+    let answer = exchange(
+        &gateway,
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"model\":",
+    )
+    .await;
+    assert_eq!(answer, "");
+    gateway.assert_healthy();
+}

@@ -5,5 +5,5 @@
 pub use crate::http1::Error;
 pub use crate::http1::body::{Chunked, Decoded, Framing};
 pub use crate::http1::head::{
-    FramingHeaders, HeaderSpan, MAX_HEAD, MAX_HEADERS, header_map, header_spans,
+    FramingHeaders, HeaderSpan, HeaderSpans, MAX_HEAD, MAX_HEADERS, header_map, header_spans,
 };

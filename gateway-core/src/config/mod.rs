@@ -84,7 +84,8 @@ pub struct ServerConfig {
     pub allow_unauthenticated: bool,
     /// How long a client may take to send a request's head, in ms; the
     /// same limit closes a kept-alive connection that sends nothing for
-    /// that long (default 30000).
+    /// that long, and one that stops sending in the middle of a body
+    /// (default 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub header_timeout_ms: Option<u64>,

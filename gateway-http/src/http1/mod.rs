@@ -172,7 +172,7 @@ impl Connection {
                 self.write_all(&mut [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")])
                     .await?;
             }
-            let (body, whole) = match self.read_body(framing, settings.body_limit).await? {
+            let (body, whole) = match self.read_body(framing, settings).await? {
                 Watched::Ready(Ok(body)) => body,
                 Watched::Ready(Err(message)) => {
                     self.refuse(http::StatusCode::BAD_REQUEST, message).await?;
@@ -235,15 +235,16 @@ impl Connection {
     }
 
     /// The request's body, whole, and whether it was read to its end: a
-    /// body longer than `limit` is read only as far as `limit + 1` bytes
+    /// body longer than the limit is read only as far as one byte more
     /// (enough for the handler to refuse it), and the connection cannot
-    /// be reused after it. `Err` for invalid chunked framing.
+    /// be reused after it. `Err` for invalid chunked framing; `Gone` when
+    /// the client closes, or sends nothing for the header timeout, first.
     async fn read_body(
         &mut self,
         mut framing: Framing,
-        limit: u64,
+        settings: Settings,
     ) -> io::Result<Watched<Result<(Bytes, bool), &'static str>>> {
-        let enough = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+        let enough = usize::try_from(settings.body_limit.saturating_add(1)).unwrap_or(usize::MAX);
         if let Framing::Length(length) = framing {
             let wanted = usize::try_from(length).unwrap_or(usize::MAX).min(enough);
             // Room for the whole body at once, within reason: a length
@@ -251,7 +252,7 @@ impl Connection {
             self.read
                 .reserve(wanted.saturating_sub(self.read.len()).min(MAX_RESERVE));
             while self.read.len() < wanted {
-                if poll_fn(|cx| self.poll_fill(cx)).await? == 0 {
+                if !self.fill_within(settings.header_timeout).await? {
                     return Ok(Watched::Gone);
                 }
             }
@@ -270,13 +271,24 @@ impl Connection {
                 }
                 Ok(Decoded::End) => return Ok(Watched::Ready(Ok((body.freeze(), true)))),
                 Ok(Decoded::NeedMore) => {
-                    if poll_fn(|cx| self.poll_fill(cx)).await? == 0 {
+                    if !self.fill_within(settings.header_timeout).await? {
                         return Ok(Watched::Gone);
                     }
                 }
                 Err(wire::Error::Invalid(message)) => return Ok(Watched::Ready(Err(message))),
                 Err(_) => return Ok(Watched::Ready(Err("the chunked request body is invalid"))),
             }
+        }
+    }
+
+    /// Reads more of a request's body: `false` when the client closed the
+    /// connection, or sent nothing for `idle` (as nginx's
+    /// `client_body_timeout`: a slow upload goes on, a stalled one does
+    /// not hold its connection for ever).
+    async fn fill_within(&mut self, idle: Duration) -> io::Result<bool> {
+        match tokio::time::timeout(idle, poll_fn(|cx| self.poll_fill(cx))).await {
+            Ok(read) => Ok(read? > 0),
+            Err(_) => Ok(false),
         }
     }
 

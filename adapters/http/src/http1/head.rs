@@ -9,6 +9,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
+use smallvec::SmallVec;
+
 use super::Error;
 use super::body::Framing;
 
@@ -135,6 +137,9 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
 /// from: the name, and the value's byte range.
 pub type HeaderSpan = (HeaderName, usize, usize);
 
+/// The spans of a head's headers; a typical head's fit on the stack.
+pub type HeaderSpans = SmallVec<[HeaderSpan; 24]>;
+
 /// The names of `headers` (parsed by `httparse` out of `buffer`) and where
 /// their values lie in `buffer`, so that once the head is split off the
 /// values can share its bytes; what the framing headers say is noted in
@@ -143,9 +148,9 @@ pub fn header_spans(
     headers: &[httparse::Header<'_>],
     buffer: &[u8],
     said: &mut FramingHeaders,
-) -> Result<Vec<HeaderSpan>, &'static str> {
+) -> Result<HeaderSpans, &'static str> {
     let start = buffer.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(headers.len());
+    let mut spans = HeaderSpans::new();
     for header in headers {
         let name =
             HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| "invalid header name")?;
@@ -162,7 +167,7 @@ pub fn header_spans(
 
 /// The headers of [`header_spans`], their values slices of `head` (the
 /// buffer they were parsed from, split off and frozen).
-pub fn header_map(head: &Bytes, spans: Vec<HeaderSpan>) -> Result<HeaderMap, &'static str> {
+pub fn header_map(head: &Bytes, spans: HeaderSpans) -> Result<HeaderMap, &'static str> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     for (name, from, to) in spans {
         let value = HeaderValue::from_maybe_shared(head.slice(from..to))
