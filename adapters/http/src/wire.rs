@@ -6,4 +6,6 @@ pub use crate::http1::Error;
 pub use crate::http1::body::{Chunked, Decoded, Framing};
 pub use crate::http1::head::{
     FramingHeaders, HeaderSpan, HeaderSpans, MAX_HEAD, MAX_HEADERS, header_map, header_spans,
+    push_header,
 };
+pub use crate::http1::read::ReadBuffer;

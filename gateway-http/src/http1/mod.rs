@@ -41,7 +41,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use adapter_http::wire::{self, Decoded, Framing};
+use adapter_http::wire::{self, Decoded, Framing, ReadBuffer};
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::Version;
@@ -54,12 +54,6 @@ use tower_service::Service;
 use crate::app::App;
 use request::{Head, Refusal};
 use response::{Outgoing, chunk_size_line};
-
-/// The first read of a connection has room for this many bytes.
-const INITIAL_READ: usize = 4096;
-
-/// Reads grow (doubling each time one fills its room) up to this size.
-const MAX_READ: usize = 64 * 1024;
 
 /// At most this much room is made ahead for a body of announced length.
 const MAX_RESERVE: usize = 1024 * 1024;
@@ -85,8 +79,7 @@ pub(crate) async fn serve(
 ) {
     let mut connection = Connection {
         socket,
-        read: BytesMut::new(),
-        read_size: INITIAL_READ,
+        read: ReadBuffer::default(),
     };
     match connection
         .run(app.clone(), settings, stopping.clone())
@@ -95,7 +88,7 @@ pub(crate) async fn serve(
         Ok(Ending::Closed) => {}
         Ok(Ending::Http2) => {
             let Connection { socket, read, .. } = connection;
-            h2::serve(socket, read.freeze(), app, stopping).await;
+            h2::serve(socket, read.into_bytes(), app, stopping).await;
         }
         Err(err) => tracing::debug!("client connection ended: {err}"),
     }
@@ -113,9 +106,7 @@ enum Ending {
 /// request has taken yet.
 struct Connection {
     socket: TcpStream,
-    read: BytesMut,
-    /// Room the next read gets when the buffer is short of it.
-    read_size: usize,
+    read: ReadBuffer,
 }
 
 /// What came of waiting for something while watching the client.
@@ -146,15 +137,12 @@ impl Connection {
                     return Ok(Ending::Http2);
                 }
                 Some(Err(refusal)) => {
-                    let status = match refusal {
-                        Refusal::Malformed(_) => http::StatusCode::BAD_REQUEST,
-                        Refusal::TooLarge => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    };
-                    let message = match refusal {
-                        Refusal::Malformed(message) => message,
-                        Refusal::TooLarge => {
-                            "the request head is larger than 64 KiB or has more than 100 headers"
-                        }
+                    let (status, message) = match refusal {
+                        Refusal::Malformed(message) => (http::StatusCode::BAD_REQUEST, message),
+                        Refusal::TooLarge => (
+                            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "the request head is larger than 64 KiB or has more than 100 headers",
+                        ),
                     };
                     self.refuse(status, message).await?;
                     return Ok(Ending::Closed);
@@ -249,8 +237,8 @@ impl Connection {
             let wanted = usize::try_from(length).unwrap_or(usize::MAX).min(enough);
             // Room for the whole body at once, within reason: a length
             // is only a promise.
-            self.read
-                .reserve(wanted.saturating_sub(self.read.len()).min(MAX_RESERVE));
+            let ahead = wanted.saturating_sub(self.read.len()).min(MAX_RESERVE);
+            self.read.reserve(ahead);
             while self.read.len() < wanted {
                 if !self.fill_within(settings.header_timeout).await? {
                     return Ok(Watched::Gone);
@@ -481,29 +469,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Reads what the socket has into the buffer; `Ok(0)` when the client
-    /// closed the connection.
-    ///
-    /// While nothing is buffered and nothing has arrived, the buffer is
-    /// given back to the allocator: an idle kept-alive connection, or one
-    /// whose stream waits for its next event, holds no read buffer.
+    /// Reads what the socket has into the buffer (see
+    /// [`ReadBuffer::poll_fill`]); `Ok(0)` when the client closed the
+    /// connection.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < self.read_size / 4 {
-            self.read.reserve(self.read_size);
-        }
-        let room = self.read.capacity() - self.read.len();
-        let Poll::Ready(count) =
-            tokio_util::io::poll_read_buf(Pin::new(&mut self.socket), cx, &mut self.read)
-        else {
-            if self.read.is_empty() {
-                self.read = BytesMut::new();
-            }
-            return Poll::Pending;
-        };
-        let count = count?;
-        if count >= room && self.read_size < MAX_READ {
-            self.read_size *= 2;
-        }
-        Poll::Ready(Ok(count))
+        self.read.poll_fill(&mut self.socket, cx)
     }
 }

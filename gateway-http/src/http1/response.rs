@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use adapter_http::wire::push_header;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::response::Parts;
 use http::{Method, StatusCode, Version};
@@ -99,13 +100,6 @@ pub(super) fn encode_head(
     }
     head.extend_from_slice(b"\r\n");
     head
-}
-
-fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
-    head.extend_from_slice(name.as_bytes());
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
 }
 
 /// A chunk-size line (`1a2b\r\n`) for `length` bytes of data.

@@ -62,7 +62,8 @@ pub(crate) fn encode_request(
     head
 }
 
-fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+/// Appends the header line `name: value` to a head being written.
+pub fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
     head.extend_from_slice(name.as_bytes());
     head.extend_from_slice(b": ");
     head.extend_from_slice(value);

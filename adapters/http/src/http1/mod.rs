@@ -21,13 +21,14 @@
 
 pub(crate) mod body;
 pub(crate) mod head;
+pub(crate) mod read;
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Method, Response};
 use http_body::SizeHint;
 use hyper_util::rt::TokioIo;
@@ -38,12 +39,7 @@ use tokio_rustls::client::TlsStream;
 use body::{Decoded, Framing};
 use head::Head;
 pub(crate) use head::encode_request;
-
-/// The first read of a connection has room for this many bytes.
-const INITIAL_READ: usize = 4096;
-
-/// Reads grow (doubling each time one fills its room) up to this size.
-const MAX_READ: usize = 64 * 1024;
+use read::ReadBuffer;
 
 /// What went wrong on an HTTP/1.1 connection.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +84,7 @@ pub(crate) enum Io {
 /// answer has taken yet.
 pub(crate) struct Connection {
     io: Io,
-    read: BytesMut,
-    /// Room the next read gets when the buffer is short of it.
-    read_size: usize,
+    read: ReadBuffer,
 }
 
 impl std::fmt::Debug for Connection {
@@ -106,8 +100,7 @@ impl Connection {
     pub(crate) fn new(io: Io) -> Self {
         Self {
             io,
-            read: BytesMut::new(),
-            read_size: INITIAL_READ,
+            read: ReadBuffer::default(),
         }
     }
 
@@ -196,29 +189,8 @@ impl Connection {
 
     /// Reads what the socket has into the buffer; `Ok(0)` when the
     /// upstream closed the connection.
-    ///
-    /// While nothing is buffered and nothing has arrived, the buffer is
-    /// given back to the allocator: an open stream waiting for its next
-    /// event, or an idle pooled connection, holds no read buffer (one
-    /// allocation per wait is far cheaper than 4 KiB per open stream).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < self.read_size / 4 {
-            self.read.reserve(self.read_size);
-        }
-        let room = self.read.capacity() - self.read.len();
-        let Poll::Ready(count) =
-            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
-        else {
-            if self.read.is_empty() {
-                self.read = BytesMut::new();
-            }
-            return Poll::Pending;
-        };
-        let count = count?;
-        if count >= room && self.read_size < MAX_READ {
-            self.read_size *= 2;
-        }
-        Poll::Ready(Ok(count))
+        self.read.poll_fill(&mut self.io, cx)
     }
 }
 

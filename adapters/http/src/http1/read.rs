@@ -1,0 +1,84 @@
+//! The read buffer of an HTTP/1.1 connection, client or server side.
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncRead;
+
+/// The first read of a connection has room for this many bytes.
+const INITIAL_READ: usize = 4096;
+
+/// Reads grow (doubling each time one fills its room) up to this size.
+const MAX_READ: usize = 64 * 1024;
+
+/// The bytes read from a connection that nothing has taken yet, and how
+/// much room the next read gets. Dereferences to the bytes.
+#[derive(Debug)]
+pub struct ReadBuffer {
+    bytes: BytesMut,
+    /// Room the next read gets when the buffer is short of it.
+    read_size: usize,
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        Self {
+            bytes: BytesMut::new(),
+            read_size: INITIAL_READ,
+        }
+    }
+}
+
+impl ReadBuffer {
+    /// Reads what `io` has into the buffer; `Ok(0)` when the peer closed
+    /// the connection.
+    ///
+    /// While nothing is buffered and nothing has arrived, the buffer is
+    /// given back to the allocator: an idle connection, or one whose
+    /// stream waits for its next event, holds no read buffer (one
+    /// allocation per wait is far cheaper than 4 KiB per open stream).
+    pub fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if self.bytes.capacity() - self.bytes.len() < self.read_size / 4 {
+            self.bytes.reserve(self.read_size);
+        }
+        let room = self.bytes.capacity() - self.bytes.len();
+        let Poll::Ready(count) = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.bytes)
+        else {
+            if self.bytes.is_empty() {
+                self.bytes = BytesMut::new();
+            }
+            return Poll::Pending;
+        };
+        let count = count?;
+        if count >= room && self.read_size < MAX_READ {
+            self.read_size *= 2;
+        }
+        Poll::Ready(Ok(count))
+    }
+
+    /// The buffered bytes, for whoever reads the connection next.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes.freeze()
+    }
+}
+
+impl Deref for ReadBuffer {
+    type Target = BytesMut;
+
+    fn deref(&self) -> &BytesMut {
+        &self.bytes
+    }
+}
+
+impl DerefMut for ReadBuffer {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.bytes
+    }
+}
