@@ -49,6 +49,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::app::App;
@@ -94,6 +95,22 @@ pub(crate) async fn serve(
     }
 }
 
+/// Resolves at `deadline`, by way of `timer`, which may be set to an
+/// earlier time: then it is moved on when it fires instead of being set
+/// for every request. Registering a new timer on every request cost a
+/// lock on tokio's timer wheel and, whenever it was the runtime's next
+/// deadline, a wake-up of the runtime through its eventfd (a `write` and
+/// an extra `epoll_wait` for about one request in three).
+async fn head_deadline(mut timer: Pin<&mut Sleep>, deadline: Instant) {
+    loop {
+        timer.as_mut().await;
+        if timer.deadline() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
+    }
+}
+
 /// How a connection's HTTP/1.1 part ended without an error.
 enum Ending {
     /// The connection is done with.
@@ -124,11 +141,16 @@ impl Connection {
         mut stopping: watch::Receiver<bool>,
     ) -> io::Result<Ending> {
         let mut first = true;
+        // One timer for the connection's life, moved only when it fires
+        // early (see `head_deadline`).
+        let timer = tokio::time::sleep(settings.header_timeout);
+        tokio::pin!(timer);
         loop {
+            let deadline = Instant::now() + settings.header_timeout;
             let head = tokio::select! {
                 biased;
                 head = self.read_head() => head?,
-                () = tokio::time::sleep(settings.header_timeout) => return Ok(Ending::Closed),
+                () = head_deadline(timer.as_mut(), deadline) => return Ok(Ending::Closed),
                 _ = stopping.wait_for(|stop| *stop) => return Ok(Ending::Closed),
             };
             let head = match head {
