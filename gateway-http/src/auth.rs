@@ -60,15 +60,24 @@ pub(crate) fn authenticate(state: &AppState, request: &mut Request) -> Result<()
     if path == "/health" || (path.starts_with("/api/") && path.ends_with("/health")) {
         return Ok(());
     }
-    let token = caller_token(request.headers(), request.uri());
-    match state.gateway.authenticate(token.as_deref()) {
-        Ok(key) => {
-            drop(token);
-            request.extensions_mut().insert(Caller(key));
-            Ok(())
-        }
-        Err(err) => Err(error_for_path(request.uri().path(), &err)),
-    }
+    let caller = identify(state, request.headers(), request.uri())?;
+    request.extensions_mut().insert(caller);
+    Ok(())
+}
+
+/// The caller of a request with `headers` to `uri`; a failure is the 401
+/// to answer with.
+pub(crate) fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Caller, Response> {
+    let token = caller_token(headers, uri);
+    state
+        .gateway
+        .authenticate(token.as_deref())
+        .map(Caller)
+        .map_err(|err| error_for_path(uri.path(), &err))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Gives every request an id, echoed in `x-request-id` on every response.
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The header carrying the id both ways.
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -22,16 +22,22 @@ fn acceptable(id: &str) -> bool {
 /// Gives `request` its id (the caller's when acceptable, else a new one)
 /// and returns the header value to stamp on the response.
 pub(crate) fn assign(request: &mut Request) -> Option<HeaderValue> {
-    let id = request
-        .headers()
+    let (id, header) = choose(request.headers());
+    request.extensions_mut().insert(id);
+    header
+}
+
+/// The id of a request with `headers` (the caller's when acceptable, else
+/// a new one), and the header value to stamp on the response.
+pub(crate) fn choose(headers: &HeaderMap) -> (RequestId, Option<HeaderValue>) {
+    let id = headers
         .get(&HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| acceptable(id))
         .map(str::to_owned)
         .unwrap_or_else(new_id);
     let header = HeaderValue::from_str(&id).ok();
-    request.extensions_mut().insert(RequestId(id));
-    header
+    (RequestId(id), header)
 }
 
 /// A new random id: 32 lowercase hex digits (a v4 UUID without dashes),

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::breaker::{Breaker, Ticket};
 use super::slots::{BackendSlot, BackendSlots};
-use super::watchdog::StreamLimits;
+use super::watchdog::{DeadlineReason, StreamLimits};
 use crate::config::Reliability;
 use crate::error::{ErrorKind, ErrorOrigin, GatewayError};
 use crate::router::{Route, Targets};
@@ -232,17 +232,15 @@ where
                 Ok(value) => {
                     ticket.succeeded();
                     let (deadline, deadline_reason) = match max_stream {
-                        Some(limit) if started + limit < deadline => (
-                            started + limit,
-                            format!("limits.max_stream_duration_ms is {}", limit.as_millis()),
-                        ),
+                        Some(limit) if started + limit < deadline => {
+                            (started + limit, DeadlineReason::MaxStreamDuration(limit))
+                        }
                         _ => (
                             deadline,
-                            format!(
-                                "backend '{}' has total_timeout_ms {}",
-                                route.backend,
-                                reliability.total_timeout.as_millis()
-                            ),
+                            DeadlineReason::TotalTimeout {
+                                backend: route.backend.clone(),
+                                limit: reliability.total_timeout,
+                            },
                         ),
                     };
                     return Ok(Dispatched {
@@ -333,7 +331,7 @@ fn finish<T>(
         limits: StreamLimits {
             idle: reliability.idle_timeout,
             deadline: started + limit,
-            deadline_reason: "total_timeout_ms".to_owned(),
+            deadline_reason: DeadlineReason::Named("total_timeout_ms"),
         },
         attempts,
     })

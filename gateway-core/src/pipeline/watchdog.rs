@@ -4,8 +4,10 @@
 //! client went away), whichever comes first.
 
 use std::any::Any;
+use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +24,41 @@ pub struct StreamLimits {
     /// When the whole answer must be done.
     pub deadline: Instant,
     /// What the deadline is, for the error message.
-    pub deadline_reason: String,
+    pub deadline_reason: DeadlineReason,
+}
+
+/// What set a stream's deadline, put into words only when the deadline
+/// passes (formatting it for every answer cost an allocation and a
+/// `format!` per request).
+#[derive(Debug, Clone)]
+pub enum DeadlineReason {
+    /// `limits.max_stream_duration_ms`, this long.
+    MaxStreamDuration(Duration),
+    /// `backend`'s `total_timeout_ms`, this long.
+    TotalTimeout {
+        /// The backend's id.
+        backend: Arc<str>,
+        /// Its total timeout.
+        limit: Duration,
+    },
+    /// A fixed description.
+    Named(&'static str),
+}
+
+impl fmt::Display for DeadlineReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeadlineReason::MaxStreamDuration(limit) => {
+                write!(f, "limits.max_stream_duration_ms is {}", limit.as_millis())
+            }
+            DeadlineReason::TotalTimeout { backend, limit } => write!(
+                f,
+                "backend '{backend}' has total_timeout_ms {}",
+                limit.as_millis()
+            ),
+            DeadlineReason::Named(name) => f.write_str(name),
+        }
+    }
 }
 
 /// Whatever must live as long as the answer: concurrency slots, the key's
@@ -40,7 +76,7 @@ pub struct Watchdog<S> {
     last_item: Instant,
     deadline: Instant,
     timer: Pin<Box<Sleep>>,
-    deadline_reason: String,
+    deadline_reason: DeadlineReason,
     held: Held,
 }
 
@@ -145,7 +181,7 @@ mod tests {
             StreamLimits {
                 idle: Duration::from_secs(5),
                 deadline: Instant::now() + Duration::from_secs(600),
-                deadline_reason: "total".into(),
+                deadline_reason: DeadlineReason::Named("total"),
             },
             vec![Box::new(Flag(released.clone()))],
         );
@@ -169,7 +205,7 @@ mod tests {
             StreamLimits {
                 idle: Duration::from_secs(5),
                 deadline: Instant::now() + Duration::from_secs(10),
-                deadline_reason: "max_stream_duration_ms".into(),
+                deadline_reason: DeadlineReason::Named("max_stream_duration_ms"),
             },
             Vec::new(),
         );

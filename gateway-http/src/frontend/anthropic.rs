@@ -56,8 +56,22 @@ pub(crate) async fn messages(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
+    serve(&state, request_id, key, &headers, body).await
+}
+
+/// `POST /v1/messages` with its body read, its id given and its caller
+/// known: what [`messages`] does after extraction, and what the HTTP/1.1
+/// connection calls without the router (see
+/// [`crate::app::App::call_whole`]).
+pub(crate) async fn serve(
+    state: &AppState,
+    request_id: String,
+    key: Option<Arc<KeyPolicy>>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     shared::respond(
-        handle(&state, request_id, key, &headers, body).await,
+        handle(state, request_id, key, headers, body).await,
         error_response,
     )
 }

@@ -51,7 +51,20 @@ pub(crate) async fn chat_completions(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    shared::respond(handle(&state, request_id, key, body).await, error_response)
+    serve(&state, request_id, key, body).await
+}
+
+/// `POST /v1/chat/completions` with its body read, its id given and its
+/// caller known: what [`chat_completions`] does after extraction, and what
+/// the HTTP/1.1 connection calls without the router (see
+/// [`crate::app::App::call_whole`]).
+pub(crate) async fn serve(
+    state: &AppState,
+    request_id: String,
+    key: Option<Arc<KeyPolicy>>,
+    body: Bytes,
+) -> Response {
+    shared::respond(handle(state, request_id, key, body).await, error_response)
 }
 
 async fn handle(

@@ -2,6 +2,8 @@
 //! SSE responses.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -9,9 +11,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use gateway_core::pipeline::KeyPolicy;
-use gateway_core::{ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse};
+use gateway_core::{
+    ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse, UpstreamBody,
+};
 
 use crate::app::AppState;
 use crate::frontend::coalesce::Coalesce;
@@ -123,29 +127,50 @@ pub(crate) fn passthrough_response(
         headers,
         body,
     } = upstream;
-    let mut failed = false;
-    let body = body.filter_map(move |chunk| {
-        let item = match chunk {
-            _ if failed => None,
-            Ok(bytes) => Some(Ok(bytes)),
-            Err(err) if is_sse => {
-                failed = true;
-                Some(Ok(error_frame(&err)))
-            }
-            Err(err) => {
-                failed = true;
-                Some(Err(err))
-            }
-        };
-        futures::future::ready(item)
-    });
+    let body = PassthroughBody {
+        inner: body,
+        sse_error: is_sse.then_some(error_frame),
+        ended: false,
+    };
     let mut response = Response::new(Body::from_stream(Coalesce::new(body)));
     *response.status_mut() = status;
-    response.headers_mut().extend(headers);
+    // The new response has no headers yet: the map is moved in rather
+    // than copied header by header.
+    *response.headers_mut() = headers;
     if is_sse {
         add_sse_headers(&mut response);
     }
     response
+}
+
+/// An upstream answer's body on its way back: its chunks as they come. A
+/// transport failure ends it; in an event stream it first becomes the
+/// dialect's error event (`sse_error`), elsewhere it is passed on as an
+/// error (and the connection cut, which is all HTTP/1.1 can say).
+struct PassthroughBody {
+    inner: UpstreamBody,
+    sse_error: Option<fn(&GatewayError) -> Bytes>,
+    ended: bool,
+}
+
+impl Stream for PassthroughBody {
+    type Item = Result<Bytes, GatewayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let item = match ready!(self.inner.as_mut().poll_next(cx)) {
+            Some(Ok(bytes)) => return Poll::Ready(Some(Ok(bytes))),
+            Some(Err(err)) => Some(match self.sse_error {
+                Some(frame) => Ok(frame(&err)),
+                None => Err(err),
+            }),
+            None => None,
+        };
+        self.ended = true;
+        Poll::Ready(item)
+    }
 }
 
 /// The initial size of the buffer one event's SSE frames are written to.

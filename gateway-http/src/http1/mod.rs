@@ -50,7 +50,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
-use tower_service::Service;
 
 use crate::app::App;
 use request::{Head, Refusal};
@@ -192,12 +191,7 @@ impl Connection {
             };
             let method = request.method().clone();
             let version = request.version();
-            let body = if body.is_empty() {
-                Body::empty()
-            } else {
-                Body::from(body)
-            };
-            let answer = app.call(request.map(|()| body));
+            let answer = app.call_whole(request, body);
             let Watched::Ready(Ok(response)) = self.watching(answer).await else {
                 return Ok(Ending::Closed);
             };

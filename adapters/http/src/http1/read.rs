@@ -1,12 +1,13 @@
 //! The read buffer of an HTTP/1.1 connection, client or server side.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// The first read of a connection has room for this many bytes.
 const INITIAL_READ: usize = 4096;
@@ -45,6 +46,9 @@ impl ReadBuffer {
         io: &mut R,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
+        if self.bytes.capacity() == 0 {
+            return self.poll_fill_unallocated(io, cx);
+        }
         if self.bytes.capacity() - self.bytes.len() < self.read_size / 4 {
             self.bytes.reserve(self.read_size);
         }
@@ -61,6 +65,30 @@ impl ReadBuffer {
             self.read_size *= 2;
         }
         Poll::Ready(Ok(count))
+    }
+
+    /// [`ReadBuffer::poll_fill`] while no buffer is allocated: the read goes
+    /// to the stack and a buffer is allocated only for bytes that came, so
+    /// that a read which finds nothing (most of them: every wait for a
+    /// request, an answer or an event starts with one) allocates and frees
+    /// nothing.
+    fn poll_fill_unallocated<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut stack = [MaybeUninit::<u8>::uninit(); INITIAL_READ];
+        let mut read = ReadBuf::uninit(&mut stack);
+        ready!(Pin::new(io).poll_read(cx, &mut read))?;
+        let came = read.filled();
+        if !came.is_empty() {
+            self.bytes.reserve(self.read_size.max(came.len()));
+            self.bytes.extend_from_slice(came);
+            if came.len() == INITIAL_READ && self.read_size < MAX_READ {
+                self.read_size *= 2;
+            }
+        }
+        Poll::Ready(Ok(came.len()))
     }
 
     /// The buffered bytes, for whoever reads the connection next.
