@@ -350,20 +350,26 @@ impl Connection {
             Outgoing::Length(length) => Some(length),
             _ => None,
         };
+        // A frame polled ahead of its turn (see `last` below).
+        let mut ahead = None;
         loop {
-            let frame = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
-                Poll::Ready(frame) => Poll::Ready(Some(frame)),
-                // The head goes out as soon as the body makes the client
-                // wait, so that a stream's headers are not held back.
-                Poll::Pending if head.is_some() => Poll::Ready(None),
-                Poll::Pending => match self.poll_gone(cx) {
-                    Poll::Ready(()) => {
-                        Poll::Ready(Some(Some(Err(axum::Error::new("the client went away")))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                },
-            })
-            .await;
+            let frame = if let Some(frame) = ahead.take() {
+                Some(Some(frame))
+            } else {
+                poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Ready(frame) => Poll::Ready(Some(frame)),
+                    // The head goes out as soon as the body makes the client
+                    // wait, so that a stream's headers are not held back.
+                    Poll::Pending if head.is_some() => Poll::Ready(None),
+                    Poll::Pending => match self.poll_gone(cx) {
+                        Poll::Ready(()) => {
+                            Poll::Ready(Some(Some(Err(axum::Error::new("the client went away")))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    },
+                })
+                .await
+            };
             let head_bytes = head.take().unwrap_or_default();
             let data = match frame {
                 None => {
@@ -392,7 +398,20 @@ impl Connection {
                 }
                 *owed -= length;
             }
-            let last = body.is_end_stream();
+            // Whether this is the last frame: the body may already know,
+            // and the rest of a stream that came in one read usually has
+            // its end there too, which then goes out in this write
+            // rather than in one more (a syscall, and a packet the client
+            // must wait for).
+            let last = body.is_end_stream()
+                || match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(frame)) => {
+                        ahead = Some(frame);
+                        false
+                    }
+                    Poll::Pending => false,
+                };
             if chunked && !data.is_empty() {
                 let size = chunk_size_line(data.len());
                 let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };

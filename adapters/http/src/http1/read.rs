@@ -15,6 +15,11 @@ const INITIAL_READ: usize = 4096;
 /// Reads grow (doubling each time one fills its room) up to this size.
 const MAX_READ: usize = 64 * 1024;
 
+/// A read into an unallocated buffer goes to the stack, this much at most:
+/// enough for a typical answer with its whole stream of events in one
+/// read rather than two.
+const STACK_READ: usize = 16 * 1024;
+
 /// The bytes read from a connection that nothing has taken yet, and how
 /// much room the next read gets. Dereferences to the bytes.
 #[derive(Debug)]
@@ -77,14 +82,14 @@ impl ReadBuffer {
         io: &mut R,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        let mut stack = [MaybeUninit::<u8>::uninit(); INITIAL_READ];
+        let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
         let mut read = ReadBuf::uninit(&mut stack);
         ready!(Pin::new(io).poll_read(cx, &mut read))?;
         let came = read.filled();
         if !came.is_empty() {
             self.bytes.reserve(self.read_size.max(came.len()));
             self.bytes.extend_from_slice(came);
-            if came.len() == INITIAL_READ && self.read_size < MAX_READ {
+            while came.len() >= self.read_size && self.read_size < MAX_READ {
                 self.read_size *= 2;
             }
         }
