@@ -31,6 +31,9 @@ pub fn decode_sse<D: WireDecoder + 'static>(response: UpstreamResponse, decoder:
         parser: SseParser,
         decoder: D,
         pending: VecDeque<ChatEvent>,
+        /// What the decoder makes of one payload; kept, so that its room
+        /// is allocated once per stream rather than once per event.
+        decoded: Vec<ChatEvent>,
         ended: bool,
     }
     let state = State {
@@ -38,6 +41,7 @@ pub fn decode_sse<D: WireDecoder + 'static>(response: UpstreamResponse, decoder:
         parser: SseParser::default(),
         decoder,
         pending: VecDeque::new(),
+        decoded: Vec::new(),
         ended: false,
     };
     Box::pin(stream::unfold(state, |mut state| async move {
@@ -48,10 +52,10 @@ pub fn decode_sse<D: WireDecoder + 'static>(response: UpstreamResponse, decoder:
             if state.ended {
                 return None;
             }
-            let mut out = Vec::new();
+            let out = &mut state.decoded;
             let step = match state.parser.next_data() {
                 Ok(Some(data)) if data.trim().is_empty() => Ok(()),
-                Ok(Some(data)) => state.decoder.decode(data, &mut out),
+                Ok(Some(data)) => state.decoder.decode(data, out),
                 Err(err) => Err(err),
                 Ok(None) => match state.body.next().await {
                     Some(Ok(chunk)) => {
@@ -61,11 +65,11 @@ pub fn decode_sse<D: WireDecoder + 'static>(response: UpstreamResponse, decoder:
                     Some(Err(err)) => Err(err),
                     None => {
                         state.ended = true;
-                        state.decoder.end(&mut out)
+                        state.decoder.end(out)
                     }
                 },
             };
-            state.pending.extend(out);
+            state.pending.extend(state.decoded.drain(..));
             if let Err(err) = step {
                 state.ended = true;
                 state.pending.clear();

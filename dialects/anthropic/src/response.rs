@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use gateway_core::{ChatResponse, FinishReason, GatewayError, ToolCall, Usage};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
 /// Anthropic's `usage` object.
@@ -91,14 +91,27 @@ struct WireResponse<'a> {
     usage: Option<WireUsage>,
 }
 
+/// An optional string, borrowed from the input unless it has escapes.
+/// `#[serde(borrow)]` alone borrows only a bare `Cow<str>`: an
+/// `Option<Cow<str>>` goes through `Cow`'s own `Deserialize`, which always
+/// copies (serde issue 1497), and that was two allocations per stream
+/// event for the `type` fields alone.
+pub(crate) fn borrowed<'de: 'a, 'a, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Option::<Borrowed<'a>>::deserialize(deserializer).map(|text| text.map(|text| text.0))
+}
+
 /// One content block, of a whole message or a stream's
 /// `content_block_start`, read into borrowed typed fields (only a tool
 /// call's `input` becomes a `Value`, to be re-serialised compactly).
 #[derive(Deserialize)]
 pub(crate) struct WireBlock<'a> {
-    #[serde(rename = "type", default, borrow)]
+    #[serde(rename = "type", default, borrow, deserialize_with = "borrowed")]
     pub(crate) kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub(crate) text: Option<Cow<'a, str>>,
     #[serde(default)]
     pub(crate) id: Option<String>,

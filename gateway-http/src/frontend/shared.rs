@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use gateway_core::pipeline::KeyPolicy;
 use gateway_core::{
     ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse, UpstreamBody,
@@ -173,8 +173,11 @@ impl Stream for PassthroughBody {
     }
 }
 
-/// The initial size of the buffer one event's SSE frames are written to.
+/// The initial size of the buffer a batch of SSE frames is written to.
 const FRAME_CAPACITY: usize = 512;
+
+/// A batch of SSE frames stops growing at about this size.
+const MAX_BATCH: usize = 64 * 1024;
 
 fn add_sse_headers(response: &mut Response) {
     let headers = response.headers_mut();
@@ -187,16 +190,13 @@ fn add_sse_headers(response: &mut Response) {
 /// is sent as soon as it arrives.
 pub(crate) fn sse_response(
     events: ChatStream,
-    mut encode: impl FnMut(Result<ChatEvent, GatewayError>, &mut BytesMut) + Send + 'static,
+    encode: impl FnMut(Result<ChatEvent, GatewayError>, &mut BytesMut) + Send + Unpin + 'static,
 ) -> Response {
-    let frames = events.filter_map(move |event| {
-        // Room for a typical event's frames (an OpenAI text chunk is about
-        // 230 bytes): growing from empty cost seven reallocations per event.
-        let mut out = BytesMut::with_capacity(FRAME_CAPACITY);
-        encode(event, &mut out);
-        let frame = (!out.is_empty()).then(|| Ok::<_, Infallible>(out.freeze()));
-        futures::future::ready(frame)
-    });
+    let frames = SseFrames {
+        events,
+        encode,
+        ended: false,
+    };
     let mut response = Response::new(Body::from_stream(Coalesce::new(frames)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -204,4 +204,50 @@ pub(crate) fn sse_response(
     );
     add_sse_headers(&mut response);
     response
+}
+
+/// Canonical events as SSE frames: every event that is ready when the
+/// stream is polled is encoded into one buffer, so the events of one
+/// upstream read (twenty, in a fast stream) become one chunk instead of
+/// twenty, each allocated and passed up through the body's layers on its
+/// own. An event that is not ready yet is never waited for: what is
+/// encoded goes out first.
+struct SseFrames<E> {
+    events: ChatStream,
+    encode: E,
+    ended: bool,
+}
+
+impl<E> Stream for SseFrames<E>
+where
+    E: FnMut(Result<ChatEvent, GatewayError>, &mut BytesMut) + Unpin,
+{
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let mut out = BytesMut::new();
+        while !this.ended && out.len() < MAX_BATCH {
+            match this.events.as_mut().poll_next(cx) {
+                Poll::Ready(Some(event)) => {
+                    // Room for a typical event's frames (an OpenAI text
+                    // chunk is about 230 bytes): growing from empty cost
+                    // seven reallocations per event.
+                    if out.capacity() == 0 {
+                        out.reserve(FRAME_CAPACITY);
+                    }
+                    (this.encode)(event, &mut out);
+                }
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending => break,
+            }
+        }
+        if !out.is_empty() {
+            Poll::Ready(Some(Ok(out.freeze())))
+        } else if this.ended {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
 }
