@@ -169,11 +169,6 @@ struct RoleDelta {
 }
 
 #[derive(Serialize)]
-struct TextDelta<'a> {
-    content: &'a str,
-}
-
-#[derive(Serialize)]
 struct ToolCallsDelta<'a> {
     tool_calls: [OutToolCall<'a>; 1],
 }
@@ -239,7 +234,8 @@ impl ChunkEncoder {
         }
     }
 
-    fn chunk(&mut self, delta: impl Serialize, finish_reason: Option<&str>, out: &mut BytesMut) {
+    /// Renders the part every chunk repeats, unless it is rendered.
+    fn render_prefix(&mut self) {
         if self.prefix.is_empty() {
             let prefix = ChunkPrefix {
                 id: &self.id,
@@ -252,6 +248,10 @@ impl ChunkEncoder {
             self.prefix.pop(); // the closing brace
             self.prefix.extend_from_slice(b",\"choices\":");
         }
+    }
+
+    fn chunk(&mut self, delta: impl Serialize, finish_reason: Option<&str>, out: &mut BytesMut) {
+        self.render_prefix();
         let choices = [OutChoice {
             index: 0,
             delta,
@@ -266,6 +266,24 @@ impl ChunkEncoder {
         }
         json.push(b'}');
         put_frame(&json, out);
+    }
+
+    /// The chunk of a text delta, what [`ChunkEncoder::chunk`] writes for
+    /// `TextDelta { content: text }`, written straight into `out`: nearly
+    /// every chunk of a stream is one, and everything in it but the text is
+    /// the same every time.
+    fn text_chunk(&mut self, text: &str, out: &mut BytesMut) {
+        const BEFORE: &[u8] = br#"[{"index":0,"delta":{"content":"#;
+        const AFTER: &[u8] = br#"},"logprobs":null,"finish_reason":null}]}"#;
+        self.render_prefix();
+        out.reserve(self.prefix.len() + BEFORE.len() + text.len() + AFTER.len() + 16);
+        out.put_slice(b"data: ");
+        out.put_slice(&self.prefix);
+        out.put_slice(BEFORE);
+        // A string always serialises.
+        let _ = serde_json::to_writer((&mut *out).writer(), text);
+        out.put_slice(AFTER);
+        out.put_slice(b"\n\n");
     }
 
     /// Appends the frames for `event` to `out`.
@@ -286,7 +304,7 @@ impl ChunkEncoder {
                 };
                 self.chunk(delta, None, out);
             }
-            ChatEvent::TextDelta { text } => self.chunk(TextDelta { content: text }, None, out),
+            ChatEvent::TextDelta { text } => self.text_chunk(text, out),
             ChatEvent::ToolCallDelta {
                 index,
                 id,
@@ -420,6 +438,40 @@ mod tests {
                 reason: FinishReason::Length
             })
         );
+    }
+
+    /// What `ChunkEncoder::text_chunk` writes by hand.
+    #[derive(Serialize)]
+    struct TextDelta<'a> {
+        content: &'a str,
+    }
+
+    #[test]
+    fn text_chunks_are_what_the_general_encoding_writes() {
+        for text in [
+            "",
+            "plain",
+            "quote \" back \\ slash",
+            "line\nbreak\ttab\u{1}",
+            "ünïcødé 😀",
+        ] {
+            let mut quick = ChunkEncoder::new(1, false);
+            let mut general = ChunkEncoder::new(1, false);
+            for encoder in [&mut quick, &mut general] {
+                encoder.encode(
+                    &ChatEvent::Started {
+                        request_id: "r\"1".into(),
+                        backend: "b".into(),
+                        model: "m".into(),
+                    },
+                    &mut BytesMut::new(),
+                );
+            }
+            let (mut by_hand, mut by_serde) = (BytesMut::new(), BytesMut::new());
+            quick.text_chunk(text, &mut by_hand);
+            general.chunk(TextDelta { content: text }, None, &mut by_serde);
+            assert_eq!(by_hand, by_serde, "{text:?}");
+        }
     }
 
     #[test]
