@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use adapter_http::{Upstream, body_bytes, decode_sse, secret_header};
+use adapter_http::{Upstream, UpstreamResponse, body_bytes, decode_sse, secret_header};
 use async_trait::async_trait;
-use dialect_anthropic::request::encode_request;
+use bytes::Bytes;
+use dialect_anthropic::request::{encode_plain_request, encode_request};
 use dialect_anthropic::response::decode_response;
 use dialect_anthropic::stream::EventDecoder;
 use gateway_core::registry::{AdapterFactory, BackendContext, BuildError};
@@ -69,6 +70,23 @@ impl AnthropicAdapter {
             upstream: Upstream::new(endpoint, headers, backend.connect_timeout)?,
         })
     }
+
+    /// POSTs `request` to `v1/messages`; a plain request is serialised
+    /// without a `Value` tree (see [`encode_plain_request`]).
+    async fn post_messages(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        if let Some(body) = encode_plain_request(request) {
+            return self
+                .upstream
+                .post_encoded(MESSAGES, Bytes::from(body), stream)
+                .await;
+        }
+        let body = encode_request(request, &self.backend)?;
+        self.upstream.post_json(MESSAGES, &body, stream).await
+    }
 }
 
 #[async_trait]
@@ -78,14 +96,12 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 
     async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
-        let body = encode_request(&request, &self.backend)?;
-        let response = self.upstream.post_json(MESSAGES, &body, false).await?;
+        let response = self.post_messages(&request, false).await?;
         decode_response(&body_bytes(response).await?)
     }
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
-        let body = encode_request(&request, &self.backend)?;
-        let response = self.upstream.post_json(MESSAGES, &body, true).await?;
+        let response = self.post_messages(&request, true).await?;
         Ok(decode_sse(response, EventDecoder::default()))
     }
 

@@ -185,9 +185,17 @@ impl Upstream {
     ) -> Result<UpstreamResponse, GatewayError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|err| GatewayError::internal(format!("cannot encode the request: {err}")))?;
-        let response = self
-            .post(path, Bytes::from(bytes), stream, &HeaderMap::new())
-            .await?;
+        self.post_encoded(path, Bytes::from(bytes), stream).await
+    }
+
+    /// [`Upstream::post_json`] for a body already serialised.
+    pub async fn post_encoded(
+        &self,
+        path: &str,
+        body: Bytes,
+        stream: bool,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let response = self.post(path, body, stream, &HeaderMap::new()).await?;
         if response.status().is_success() {
             return Ok(response);
         }

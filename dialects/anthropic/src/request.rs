@@ -4,7 +4,7 @@ use gateway_core::{
     ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, ResponseFormat, Role,
     Tool, ToolCall, ToolChoice,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::{DEFAULT_MAX_TOKENS, DIALECT};
@@ -466,6 +466,101 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
     Ok(Value::Object(body))
 }
 
+/// [`encode_request`]'s body, serialised, for a plain request: text-only
+/// messages, without tools, tool choice, a response format or extra
+/// fields. That is most translated traffic, and for it this writes the
+/// same bytes from typed structs instead of building a `Value` tree and
+/// serialising it (which cost about a fifth of a translated request).
+/// `None` for any other request, which [`encode_request`] then encodes.
+pub fn encode_plain_request(request: &ChatRequest) -> Option<Vec<u8>> {
+    let plain = request.tools.is_empty()
+        && request.tool_choice.is_none()
+        && matches!(request.response_format, None | Some(ResponseFormat::Text))
+        && request.extra.fields.is_empty()
+        && request.messages.iter().all(|message| {
+            message.role != Role::Tool
+                && message.tool_calls.is_empty()
+                && message
+                    .content
+                    .iter()
+                    .all(|part| matches!(part, ContentPart::Text { .. }))
+        });
+    if !plain {
+        return None;
+    }
+    let system: Vec<String> = request
+        .messages
+        .iter()
+        .filter(|message| message.role == Role::System)
+        .map(Message::joined_text)
+        .collect();
+    // The turns as `encode_request` merges them, each a run of texts.
+    let mut messages: Vec<PlainTurn<'_>> = Vec::new();
+    for message in request.messages.iter().filter(|m| m.role != Role::System) {
+        let role = if message.role == Role::Assistant {
+            "assistant"
+        } else {
+            "user"
+        };
+        let texts = message.content.iter().filter_map(|part| match part {
+            // An assistant's empty text blocks are dropped, as there.
+            ContentPart::Text { text } if role == "user" || !text.is_empty() => {
+                Some(PlainText { kind: "text", text })
+            }
+            _ => None,
+        });
+        match messages.last_mut() {
+            Some(last) if last.role == role => last.content.extend(texts),
+            _ => messages.push(PlainTurn {
+                role,
+                content: texts.collect(),
+            }),
+        }
+    }
+    let body = PlainRequest {
+        model: &request.model,
+        max_tokens: request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        messages,
+        temperature: request.temperature,
+        top_p: request.top_p,
+        stop_sequences: &request.stop,
+        stream: request.stream,
+    };
+    serde_json::to_vec(&body).ok()
+}
+
+/// A plain request's body, fields in [`encode_request`]'s order.
+#[derive(Serialize)]
+struct PlainRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    messages: Vec<PlainTurn<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct PlainTurn<'a> {
+    role: &'static str,
+    content: Vec<PlainText<'a>>,
+}
+
+#[derive(Serialize)]
+struct PlainText<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
 fn encode_message(message: &Message) -> Result<(&'static str, Vec<Value>), GatewayError> {
     let mut blocks: Vec<Value> = message.content.iter().map(encode_part).collect();
     match message.role {
@@ -595,6 +690,69 @@ mod tests {
             ..ChatRequest::default()
         };
         insta::assert_json_snapshot!(encode_request(&request, "claude").expect("encodes"));
+    }
+
+    #[test]
+    fn plain_requests_encode_to_the_same_bytes_without_a_value_tree() {
+        let text = |role, text: &str| Message::text(role, text);
+        let mut with_parts = text(Role::User, "one");
+        with_parts.content.push(ContentPart::Text {
+            text: String::new(),
+        });
+        with_parts.content.push(ContentPart::Text {
+            text: "two \"quoted\"\n".into(),
+        });
+        let plain = [
+            ChatRequest {
+                model: "claude".into(),
+                messages: vec![text(Role::User, "hi")],
+                ..ChatRequest::default()
+            },
+            ChatRequest {
+                model: "claude-x".into(),
+                messages: vec![
+                    text(Role::System, "sys one"),
+                    text(Role::User, "hi"),
+                    text(Role::System, ""),
+                    with_parts,
+                    text(Role::Assistant, ""),
+                    text(Role::Assistant, "sure"),
+                    text(Role::User, "ünï 😀"),
+                ],
+                temperature: Some(0.7),
+                top_p: Some(f64::NAN),
+                max_output_tokens: Some(99),
+                stop: vec!["END".into(), "\t".into()],
+                stream: true,
+                response_format: Some(ResponseFormat::Text),
+                extra: Extra {
+                    dialect: Some("anthropic".into()),
+                    fields: Map::new(),
+                },
+                ..ChatRequest::default()
+            },
+            ChatRequest::default(),
+        ];
+        for request in &plain {
+            let general = serde_json::to_vec(&encode_request(request, "b").expect("encodes"))
+                .expect("serialises");
+            let quick = encode_plain_request(request).expect("plain");
+            assert_eq!(
+                String::from_utf8_lossy(&quick),
+                String::from_utf8_lossy(&general)
+            );
+        }
+        let full = decode_request(FULL.as_bytes()).expect("valid");
+        assert!(encode_plain_request(&full).is_none());
+        let mut extra = plain[0].clone();
+        extra.extra.fields.insert("user".into(), json!("u1"));
+        assert!(encode_plain_request(&extra).is_none());
+        let mut tool = plain[0].clone();
+        tool.messages.push(Message {
+            tool_call_id: Some("call_a".into()),
+            ..Message::text(Role::Tool, "A")
+        });
+        assert!(encode_plain_request(&tool).is_none());
     }
 
     #[test]
