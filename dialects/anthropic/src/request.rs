@@ -350,14 +350,8 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
         "max_tokens".into(),
         json!(request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
     );
-    let system: Vec<String> = request
-        .messages
-        .iter()
-        .filter(|message| message.role == Role::System)
-        .map(Message::joined_text)
-        .collect();
-    if !system.is_empty() {
-        body.insert("system".into(), json!(system.join("\n\n")));
+    if let Some(system) = system_text(request) {
+        body.insert("system".into(), json!(system));
     }
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for message in request.messages.iter().filter(|m| m.role != Role::System) {
@@ -488,12 +482,6 @@ pub fn encode_plain_request(request: &ChatRequest) -> Option<Vec<u8>> {
     if !plain {
         return None;
     }
-    let system: Vec<String> = request
-        .messages
-        .iter()
-        .filter(|message| message.role == Role::System)
-        .map(Message::joined_text)
-        .collect();
     // The turns as `encode_request` merges them, each a run of texts.
     let mut messages: Vec<PlainTurn<'_>> = Vec::new();
     for message in request.messages.iter().filter(|m| m.role != Role::System) {
@@ -520,7 +508,7 @@ pub fn encode_plain_request(request: &ChatRequest) -> Option<Vec<u8>> {
     let body = PlainRequest {
         model: &request.model,
         max_tokens: request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        system: system_text(request),
         messages,
         temperature: request.temperature,
         top_p: request.top_p,
@@ -559,6 +547,18 @@ struct PlainText<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     text: &'a str,
+}
+
+/// The top-level `system` text: the system messages' texts, joined by a
+/// blank line; `None` without system messages.
+fn system_text(request: &ChatRequest) -> Option<String> {
+    let system: Vec<String> = request
+        .messages
+        .iter()
+        .filter(|message| message.role == Role::System)
+        .map(Message::joined_text)
+        .collect();
+    (!system.is_empty()).then(|| system.join("\n\n"))
 }
 
 fn encode_message(message: &Message) -> Result<(&'static str, Vec<Value>), GatewayError> {
