@@ -181,7 +181,7 @@ impl Connection {
                 self.write_all(&mut [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")])
                     .await?;
             }
-            let (body, whole) = match self.read_body(framing, settings).await? {
+            let (body, whole) = match self.read_body(framing, settings, timer.as_mut()).await? {
                 Watched::Ready(Ok(body)) => body,
                 Watched::Ready(Err(message)) => {
                     self.refuse(http::StatusCode::BAD_REQUEST, message).await?;
@@ -247,6 +247,7 @@ impl Connection {
         &mut self,
         mut framing: Framing,
         settings: Settings,
+        mut timer: Pin<&mut Sleep>,
     ) -> io::Result<Watched<Result<(Bytes, bool), &'static str>>> {
         let enough = usize::try_from(settings.body_limit.saturating_add(1)).unwrap_or(usize::MAX);
         if let Framing::Length(length) = framing {
@@ -256,7 +257,10 @@ impl Connection {
             let ahead = wanted.saturating_sub(self.read.len()).min(MAX_RESERVE);
             self.read.reserve(ahead);
             while self.read.len() < wanted {
-                if !self.fill_within(settings.header_timeout).await? {
+                if !self
+                    .fill_within(settings.header_timeout, timer.as_mut())
+                    .await?
+                {
                     return Ok(Watched::Gone);
                 }
             }
@@ -275,7 +279,10 @@ impl Connection {
                 }
                 Ok(Decoded::End) => return Ok(Watched::Ready(Ok((body.freeze(), true)))),
                 Ok(Decoded::NeedMore) => {
-                    if !self.fill_within(settings.header_timeout).await? {
+                    if !self
+                        .fill_within(settings.header_timeout, timer.as_mut())
+                        .await?
+                    {
                         return Ok(Watched::Gone);
                     }
                 }
@@ -288,11 +295,14 @@ impl Connection {
     /// Reads more of a request's body: `false` when the client closed the
     /// connection, or sent nothing for `idle` (as nginx's
     /// `client_body_timeout`: a slow upload goes on, a stalled one does
-    /// not hold its connection for ever).
-    async fn fill_within(&mut self, idle: Duration) -> io::Result<bool> {
-        match tokio::time::timeout(idle, poll_fn(|cx| self.poll_fill(cx))).await {
-            Ok(read) => Ok(read? > 0),
-            Err(_) => Ok(false),
+    /// not hold its connection for ever). The wait is on the connection's
+    /// one `timer` (see [`head_deadline`]), not a new one per read.
+    async fn fill_within(&mut self, idle: Duration, timer: Pin<&mut Sleep>) -> io::Result<bool> {
+        let deadline = Instant::now() + idle;
+        tokio::select! {
+            biased;
+            read = poll_fn(|cx| self.poll_fill(cx)) => Ok(read? > 0),
+            () = head_deadline(timer, deadline) => Ok(false),
         }
     }
 
