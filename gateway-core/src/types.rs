@@ -65,6 +65,19 @@ impl ChatRequest {
             .find(|call| call.id == call_id)
             .map(|call| call.name.as_str())
     }
+
+    /// The system messages' texts joined by a blank line, for dialects that
+    /// carry the instructions in one top-level field instead of as turns;
+    /// `None` without system messages.
+    pub fn system_text(&self) -> Option<String> {
+        let system: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|message| message.role == Role::System)
+            .map(Message::joined_text)
+            .collect();
+        (!system.is_empty()).then(|| system.join("\n\n"))
+    }
 }
 
 /// Request fields the canonical model does not cover, tagged with the dialect
@@ -334,4 +347,30 @@ pub struct ChatResponse {
     /// Token counts, when the upstream reported them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_text_joins_every_system_message_wherever_it_stands() {
+        let request = ChatRequest {
+            messages: vec![
+                Message::text(Role::System, "Be brief."),
+                Message::text(Role::User, "Hi"),
+                Message::text(Role::System, "Answer in French."),
+            ],
+            ..ChatRequest::default()
+        };
+        assert_eq!(
+            request.system_text().as_deref(),
+            Some("Be brief.\n\nAnswer in French.")
+        );
+        let without = ChatRequest {
+            messages: vec![Message::text(Role::User, "Hi")],
+            ..ChatRequest::default()
+        };
+        assert_eq!(without.system_text(), None);
+    }
 }

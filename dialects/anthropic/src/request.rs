@@ -350,7 +350,7 @@ pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, Gat
         "max_tokens".into(),
         json!(request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
     );
-    if let Some(system) = system_text(request) {
+    if let Some(system) = request.system_text() {
         body.insert("system".into(), json!(system));
     }
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
@@ -508,7 +508,7 @@ pub fn encode_plain_request(request: &ChatRequest) -> Option<Vec<u8>> {
     let body = PlainRequest {
         model: &request.model,
         max_tokens: request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        system: system_text(request),
+        system: request.system_text(),
         messages,
         temperature: request.temperature,
         top_p: request.top_p,
@@ -547,18 +547,6 @@ struct PlainText<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     text: &'a str,
-}
-
-/// The top-level `system` text: the system messages' texts, joined by a
-/// blank line; `None` without system messages.
-fn system_text(request: &ChatRequest) -> Option<String> {
-    let system: Vec<String> = request
-        .messages
-        .iter()
-        .filter(|message| message.role == Role::System)
-        .map(Message::joined_text)
-        .collect();
-    (!system.is_empty()).then(|| system.join("\n\n"))
 }
 
 fn encode_message(message: &Message) -> Result<(&'static str, Vec<Value>), GatewayError> {

@@ -475,16 +475,10 @@ fn decode_generation_config(config: &Value, request: &mut ChatRequest) -> Result
 /// parallel function responses travel in one turn as Gemini requires.
 pub fn encode_request(request: &ChatRequest, backend: &str) -> Result<Value, GatewayError> {
     let mut body = Map::new();
-    let system: Vec<String> = request
-        .messages
-        .iter()
-        .filter(|m| m.role == Role::System)
-        .map(Message::joined_text)
-        .collect();
-    if !system.is_empty() {
+    if let Some(system) = request.system_text() {
         body.insert(
             "systemInstruction".into(),
-            json!({"parts": [{"text": system.join("\n\n")}]}),
+            json!({"parts": [{"text": system}]}),
         );
     }
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
