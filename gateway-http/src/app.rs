@@ -18,6 +18,8 @@ use gateway_core::Gateway;
 use tower_service::Service;
 
 use crate::frontend::{anthropic, common, genai, openai};
+use crate::http1::request::RequestHead;
+use crate::http1::response::refusal_json;
 use crate::{auth, request_id};
 
 /// What every handler shares.
@@ -73,15 +75,21 @@ enum HotRoute {
 }
 
 impl HotRoute {
-    /// The hot route `method path` is, if it is one.
-    fn of(method: &Method, path: &str) -> Option<HotRoute> {
+    const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+    const MESSAGES: &str = "/v1/messages";
+
+    /// The hot route `method target` is, if it is one. A target with a
+    /// query goes the general way (where `?key=` is read).
+    fn of(method: &Method, target: &[u8]) -> Option<HotRoute> {
         if *method != Method::POST {
             return None;
         }
-        match path {
-            "/v1/chat/completions" => Some(HotRoute::ChatCompletions),
-            "/v1/messages" => Some(HotRoute::Messages),
-            _ => None,
+        if target == Self::CHAT_COMPLETIONS.as_bytes() {
+            Some(HotRoute::ChatCompletions)
+        } else if target == Self::MESSAGES.as_bytes() {
+            Some(HotRoute::Messages)
+        } else {
+            None
         }
     }
 }
@@ -107,12 +115,17 @@ impl App {
     /// away, as the router would call them but without its matching, its
     /// boxed route future, its extractors and the extensions they read
     /// (together about a seventh of the gateway's instructions per
-    /// pass-through request); everything else, a body over the limit
-    /// included, goes the way of [`App::call`].
-    pub(crate) fn call_whole(&mut self, request: http::Request<()>, body: Bytes) -> AppFuture {
-        let hot = HotRoute::of(request.method(), request.uri().path())
+    /// pass-through request), and with the headers they read taken from
+    /// the head's bytes; everything else, a body over the limit included,
+    /// gets `http` types and goes the way of [`App::call`].
+    pub(crate) fn call_whole(&mut self, request: RequestHead, body: Bytes) -> AppFuture {
+        let hot = HotRoute::of(request.method(), request.target())
             .filter(|_| body.len() <= self.body_limit_bytes);
         let Some(hot) = hot else {
+            let request = match request.into_request() {
+                Ok(request) => request,
+                Err(message) => return Box::pin(std::future::ready(Ok(unreadable(message)))),
+            };
             let body = if body.is_empty() {
                 Body::empty()
             } else {
@@ -120,15 +133,20 @@ impl App {
             };
             return self.call(request.map(|()| body));
         };
-        let (id, header) = request_id::choose(request.headers());
-        let caller = auth::identify(&self.state, request.headers(), request.uri());
+        let (id, header) = request_id::choose(&request);
+        let path = match hot {
+            HotRoute::ChatCompletions => HotRoute::CHAT_COMPLETIONS,
+            HotRoute::Messages => HotRoute::MESSAGES,
+        };
+        let caller = auth::identify(&self.state, &request, path, None);
         let state = self.state.clone();
         Box::pin(async move {
             let response = match caller {
                 Ok(auth::Caller(key)) => match hot {
                     HotRoute::ChatCompletions => openai::serve(&state, id.0, key, body).await,
                     HotRoute::Messages => {
-                        anthropic::serve(&state, id.0, key, request.headers(), body).await
+                        let forwarded = anthropic::forwarded_headers(&request);
+                        anthropic::serve(&state, id.0, key, forwarded, body).await
                     }
                 },
                 Err(refused) => refused,
@@ -136,6 +154,18 @@ impl App {
             Ok(with_request_id(response, header))
         })
     }
+}
+
+/// The 400 for a request whose head cannot be turned into `http` types.
+fn unreadable(message: &str) -> Response {
+    let status = axum::http::StatusCode::BAD_REQUEST;
+    let mut response = Response::new(Body::from(refusal_json(status, message)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The future of one request through [`App`].

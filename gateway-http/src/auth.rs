@@ -10,12 +10,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, Uri, header};
+use axum::http::{HeaderName, header};
 use axum::response::Response;
 use gateway_core::pipeline::KeyPolicy;
 
 use crate::app::AppState;
 use crate::frontend::common::error_for_path;
+use crate::headers::HeaderLookup;
 
 /// The authenticated caller's key, or `None` when no keys are configured.
 #[derive(Debug, Clone)]
@@ -27,16 +28,15 @@ const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// Google's GenAI SDK sends its key here.
 const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
-/// The token the caller sent, from the first place that has one.
-pub(crate) fn caller_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<Cow<'a, str>> {
+/// The token the caller sent, from the first place that has one; `query`
+/// is the request target's query string.
+pub(crate) fn caller_token<'a>(
+    headers: &'a impl HeaderLookup,
+    query: Option<&'a str>,
+) -> Option<Cow<'a, str>> {
     // Looked up by `HeaderName`, not `&str`, which would parse the name on
     // every request.
-    let header = |name: &HeaderName| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim)
-    };
+    let header = |name: &HeaderName| headers.header_str(name);
     if let Some(value) = header(&header::AUTHORIZATION) {
         let token = value
             .strip_prefix("Bearer ")
@@ -47,7 +47,7 @@ pub(crate) fn caller_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<C
     if let Some(token) = header(&X_API_KEY).or_else(|| header(&X_GOOG_API_KEY)) {
         return Some(Cow::Borrowed(token));
     }
-    let query = uri.query()?;
+    let query = query?;
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| name == "key")
         .map(|(_, value)| Cow::Owned(value.into_owned()))
@@ -60,29 +60,31 @@ pub(crate) fn authenticate(state: &AppState, request: &mut Request) -> Result<()
     if path == "/health" || (path.starts_with("/api/") && path.ends_with("/health")) {
         return Ok(());
     }
-    let caller = identify(state, request.headers(), request.uri())?;
+    let caller = identify(state, request.headers(), path, request.uri().query())?;
     request.extensions_mut().insert(caller);
     Ok(())
 }
 
-/// The caller of a request with `headers` to `uri`; a failure is the 401
-/// to answer with.
+/// The caller of a request with `headers` to `path?query`; a failure is
+/// the 401 to answer with.
 pub(crate) fn identify(
     state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
+    headers: &impl HeaderLookup,
+    path: &str,
+    query: Option<&str>,
 ) -> Result<Caller, Response> {
-    let token = caller_token(headers, uri);
+    let token = caller_token(headers, query);
     state
         .gateway
         .authenticate(token.as_deref())
         .map(Caller)
-        .map_err(|err| error_for_path(uri.path(), &err))
+        .map_err(|err| error_for_path(path, &err))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{HeaderMap, Uri};
 
     fn token(headers: &[(&str, &str)], uri: &str) -> Option<String> {
         let mut map = HeaderMap::new();
@@ -93,7 +95,7 @@ mod tests {
             );
         }
         let uri: Uri = uri.parse().expect("uri");
-        caller_token(&map, &uri).map(Cow::into_owned)
+        caller_token(&map, uri.query()).map(Cow::into_owned)
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod app;
 mod auth;
 pub mod cli;
 mod frontend;
+mod headers;
 mod http1;
 #[allow(unsafe_code)]
 pub mod plugins;

@@ -1,7 +1,9 @@
 //! Gives every request an id, echoed in `x-request-id` on every response.
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
+
+use crate::headers::HeaderLookup;
 
 /// The header carrying the id both ways.
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -29,10 +31,9 @@ pub(crate) fn assign(request: &mut Request) -> Option<HeaderValue> {
 
 /// The id of a request with `headers` (the caller's when acceptable, else
 /// a new one), and the header value to stamp on the response.
-pub(crate) fn choose(headers: &HeaderMap) -> (RequestId, Option<HeaderValue>) {
+pub(crate) fn choose(headers: &impl HeaderLookup) -> (RequestId, Option<HeaderValue>) {
     let id = headers
-        .get(&HEADER)
-        .and_then(|value| value.to_str().ok())
+        .header_str(&HEADER)
         .filter(|id| acceptable(id))
         .map(str::to_owned)
         .unwrap_or_else(new_id);

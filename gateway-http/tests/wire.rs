@@ -182,6 +182,20 @@ async fn broken_and_smuggling_heads_are_refused_and_the_connection_closed() {
     insta::assert_snapshot!(refused.join("\n----\n"));
 }
 
+/// A head `httparse` accepts but whose target is no URI (a backtick) is a
+/// clear 400 in JSON, and the connection stays usable: the head itself
+/// was well framed.
+#[tokio::test]
+async fn a_target_that_is_no_uri_gets_a_400_and_the_connection_is_kept() {
+    let gateway = support::Modelgate::start(CONFIG).await;
+    let answer = exchange(
+        &gateway,
+        b"GET /v1/a`b HTTP/1.1\r\nhost: x\r\n\r\nGET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    insta::assert_snapshot!(answer);
+}
+
 #[tokio::test]
 async fn a_body_over_the_limit_gets_413_in_the_callers_dialect() {
     let gateway = support::Modelgate::start(CONFIG).await;

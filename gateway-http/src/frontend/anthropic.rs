@@ -9,7 +9,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use dialect_anthropic::error::error_body;
 use dialect_anthropic::request::decode_request;
@@ -25,11 +25,15 @@ use crate::auth::Caller;
 use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond};
 use crate::frontend::shared::{self, body_rejection, json_response, sse_response};
 use crate::frontend::usage;
+use crate::headers::HeaderLookup;
 use crate::request_id::RequestId;
 
 /// Caller headers that are part of an Anthropic request and go upstream on
 /// pass-through.
-const FORWARDED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+const FORWARDED_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+];
 
 /// Renders `err` as Anthropic does.
 pub(crate) fn error_response(err: &GatewayError) -> Response {
@@ -56,7 +60,22 @@ pub(crate) async fn messages(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(&state, request_id, key, &headers, body).await
+    serve(&state, request_id, key, forwarded_headers(&headers), body).await
+}
+
+/// The caller headers that go upstream with a pass-through request (see
+/// [`FORWARDED_HEADERS`]).
+pub(crate) fn forwarded_headers(headers: &impl HeaderLookup) -> HeaderMap {
+    let mut forwarded = HeaderMap::new();
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = headers
+            .header(&name)
+            .and_then(|value| HeaderValue::from_bytes(value).ok())
+        {
+            forwarded.insert(name, value);
+        }
+    }
+    forwarded
 }
 
 /// `POST /v1/messages` with its body read, its id given and its caller
@@ -67,11 +86,11 @@ pub(crate) async fn serve(
     state: &AppState,
     request_id: String,
     key: Option<Arc<KeyPolicy>>,
-    headers: &HeaderMap,
+    forwarded: HeaderMap,
     body: Bytes,
 ) -> Response {
     shared::respond(
-        handle(state, request_id, key, headers, body).await,
+        handle(state, request_id, key, forwarded, body).await,
         error_response,
     )
 }
@@ -80,7 +99,7 @@ async fn handle(
     state: &AppState,
     request_id: String,
     key: Option<Arc<KeyPolicy>>,
-    headers: &HeaderMap,
+    forwarded: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
@@ -92,12 +111,6 @@ async fn handle(
     } else {
         None
     };
-    let mut forwarded = HeaderMap::new();
-    for name in FORWARDED_HEADERS {
-        if let Some(value) = headers.get(name) {
-            forwarded.insert(name, value.clone());
-        }
-    }
     let exchange = Exchange {
         state,
         admission: &admission,

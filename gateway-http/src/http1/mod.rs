@@ -32,8 +32,8 @@
 //! [`h2`]).
 
 mod h2;
-mod request;
-mod response;
+pub(crate) mod request;
+pub(crate) mod response;
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -448,20 +448,9 @@ impl Connection {
     }
 
     /// Answers a request the server itself refuses, before any dialect is
-    /// known: the error body has the fields every SDK reads (OpenAI's and
-    /// Anthropic's `error.type` and `error.message`, Google's
-    /// `error.code`, `error.status`).
+    /// known (see [`response::refusal_json`]), and closes the connection.
     async fn refuse(&mut self, status: http::StatusCode, message: &str) -> io::Result<()> {
-        let body = serde_json::json!({
-            "type": "error",
-            "error": {
-                "type": "invalid_request_error",
-                "message": message,
-                "code": status.as_u16(),
-                "status": "INVALID_ARGUMENT",
-            }
-        })
-        .to_string();
+        let body = response::refusal_json(status, message);
         let mut response = http::Response::new(());
         *response.status_mut() = status;
         response.headers_mut().insert(

@@ -48,6 +48,23 @@ impl Outgoing {
     }
 }
 
+/// The body of an answer the server gives a request it cannot read,
+/// before any dialect is known: the fields every SDK reads (OpenAI's and
+/// Anthropic's `error.type` and `error.message`, Google's `error.code`,
+/// `error.status`).
+pub(crate) fn refusal_json(status: StatusCode, message: &str) -> String {
+    serde_json::json!({
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": message,
+            "code": status.as_u16(),
+            "status": "INVALID_ARGUMENT",
+        }
+    })
+    .to_string()
+}
+
 /// The status line and headers of `parts`, framed by `outgoing`.
 /// `Content-Length`, `Transfer-Encoding` and `Connection` set by the
 /// application are replaced by the framing's own; `Date` is added unless

@@ -6,7 +6,9 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
 use smallvec::SmallVec;
@@ -108,10 +110,10 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
             _ => Version::HTTP_11,
         };
         // Where each header's name and value are in the buffer, so that
-        // the values can share the head's bytes once it is split off; and
-        // what the framing headers say, in the same pass.
+        // the values kept can share the head's bytes once it is split off;
+        // and what the framing headers say, in the same pass.
         let mut said = FramingHeaders::default();
-        let spans = header_spans(parsed.headers, buffer, &mut said).map_err(Error::Invalid)?;
+        let spans = header_spans(parsed.headers, buffer, &mut said);
         let head = buffer.split_to(length).freeze();
         match code {
             101 => return Err(Error::Invalid("the upstream switched protocols")),
@@ -125,7 +127,7 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = version;
-        *response.headers_mut() = header_map(&head, spans).map_err(Error::Invalid)?;
+        *response.headers_mut() = answer_headers(&head, &spans).map_err(Error::Invalid)?;
         return Ok(Some(Head {
             response,
             framing,
@@ -135,43 +137,103 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
 }
 
 /// Where a parsed header's name and value lie in the buffer it was parsed
-/// from: the name, and the value's byte range.
-pub type HeaderSpan = (HeaderName, usize, usize);
+/// from, as byte offsets (a head is at most [`MAX_HEAD`] bytes, so they
+/// fit in `u32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl HeaderSpan {
+    /// The header's name, as it was sent (any case), in `head`.
+    pub fn name<'a>(&self, head: &'a [u8]) -> &'a [u8] {
+        head.get(self.name.0 as usize..self.name.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// The header's value in `head`.
+    pub fn value<'a>(&self, head: &'a [u8]) -> &'a [u8] {
+        head.get(self.value.0 as usize..self.value.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// The header's value as a slice of `head`, sharing its bytes.
+    fn shared_value(&self, head: &Bytes) -> Bytes {
+        head.slice(self.value.0 as usize..self.value.1 as usize)
+    }
+}
 
 /// The spans of a head's headers; a typical head's fit on the stack.
 pub type HeaderSpans = SmallVec<[HeaderSpan; 24]>;
 
-/// The names of `headers` (parsed by `httparse` out of `buffer`) and where
-/// their values lie in `buffer`, so that once the head is split off the
-/// values can share its bytes; what the framing headers say is noted in
-/// `said` in the same pass.
+/// Where the names and values of `headers` (parsed by `httparse` out of
+/// `buffer`) lie in `buffer`, so that once the head is split off they can
+/// be read from, or share, its bytes; what the framing headers say is
+/// noted in `said` in the same pass. No `HeaderName` is made here: most
+/// headers are never looked at, and naming each cost more than parsing it.
 pub fn header_spans(
     headers: &[httparse::Header<'_>],
     buffer: &[u8],
     said: &mut FramingHeaders,
-) -> Result<HeaderSpans, &'static str> {
+) -> HeaderSpans {
     let start = buffer.as_ptr() as usize;
+    // `httparse` hands out slices of `buffer`; an empty value may not
+    // point into it at all.
+    let span = |part: &[u8]| -> (u32, u32) {
+        if part.is_empty() {
+            return (0, 0);
+        }
+        let from = part.as_ptr() as usize - start;
+        let to = from + part.len();
+        (
+            u32::try_from(from).unwrap_or(u32::MAX),
+            u32::try_from(to).unwrap_or(u32::MAX),
+        )
+    };
     let mut spans = HeaderSpans::new();
     for header in headers {
-        let name =
-            HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| "invalid header name")?;
-        said.note(&name, header.value);
-        // An empty value may not point into the buffer at all.
-        let from = match header.value {
-            [] => 0,
-            value => value.as_ptr() as usize - start,
-        };
-        spans.push((name, from, from + header.value.len()));
+        said.note(header.name.as_bytes(), header.value);
+        spans.push(HeaderSpan {
+            name: span(header.name.as_bytes()),
+            value: span(header.value),
+        });
     }
-    Ok(spans)
+    spans
 }
 
-/// The headers of [`header_spans`], their values slices of `head` (the
-/// buffer they were parsed from, split off and frozen).
-pub fn header_map(head: &Bytes, spans: HeaderSpans) -> Result<HeaderMap, &'static str> {
+/// The headers of [`header_spans`] as a map, their values slices of
+/// `head` (the buffer they were parsed from, split off and frozen).
+pub fn header_map(head: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, &'static str> {
     let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, from, to) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+    for span in spans {
+        let name = HeaderName::from_bytes(span.name(head)).map_err(|_| "invalid header name")?;
+        let value = HeaderValue::from_maybe_shared(span.shared_value(head))
+            .map_err(|_| "invalid header value")?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The answer headers the gateway reads: the body's type and length
+/// (passed on to the caller) and `Retry-After` (which an error answer
+/// turns into the error's retry hint). An answer's other headers are not
+/// kept, so none is named, hashed or stored for nothing.
+const ANSWER_HEADERS: [HeaderName; 3] = [CONTENT_TYPE, CONTENT_LENGTH, RETRY_AFTER];
+
+/// The headers of an answer the gateway reads (see [`ANSWER_HEADERS`]),
+/// their values slices of `head`.
+fn answer_headers(head: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, &'static str> {
+    let mut headers = HeaderMap::new();
+    for span in spans {
+        let sent = span.name(head);
+        let Some(name) = ANSWER_HEADERS
+            .iter()
+            .find(|name| sent.eq_ignore_ascii_case(name.as_str().as_bytes()))
+        else {
+            continue;
+        };
+        let value = HeaderValue::from_maybe_shared(span.shared_value(head))
             .map_err(|_| "invalid header value")?;
         headers.append(name, value);
     }
@@ -195,19 +257,19 @@ pub struct FramingHeaders {
 
 impl FramingHeaders {
     /// Notes what header `name: value` says of the framing.
-    pub fn note(&mut self, name: &HeaderName, value: &[u8]) {
+    pub fn note(&mut self, name: &[u8], value: &[u8]) {
         let items = || {
             value
                 .split(|byte| *byte == b',')
                 .map(<[u8]>::trim_ascii)
                 .filter(|item| !item.is_empty())
         };
-        if *name == TRANSFER_ENCODING {
+        if name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str().as_bytes()) {
             self.transfer_encoding = true;
             if let Some(last) = items().next_back() {
                 self.chunked = last.eq_ignore_ascii_case(b"chunked");
             }
-        } else if *name == CONTENT_LENGTH {
+        } else if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
             // An empty list item is as invalid as a non-number.
             for item in value.split(|byte| *byte == b',').map(<[u8]>::trim_ascii) {
                 let parsed = std::str::from_utf8(item)
@@ -222,7 +284,7 @@ impl FramingHeaders {
                     Some(length) => self.length = Some(length),
                 }
             }
-        } else if *name == CONNECTION {
+        } else if name.eq_ignore_ascii_case(CONNECTION.as_str().as_bytes()) {
             for token in items() {
                 self.close |= token.eq_ignore_ascii_case(b"close");
                 self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -325,15 +387,28 @@ mod tests {
     #[test]
     fn an_answer_head_is_parsed_and_split_off() {
         let mut buffer = BytesMut::from(
-            &b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\ncontent-length: 2\r\nX-Two: a\r\nx-two: b\r\n\r\n{}"[..],
+            &b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\ncontent-length: 2\r\nX-Two: a\r\nRetry-After: 3\r\nretry-after: 4\r\n\r\n{}"[..],
         );
         let head = parse_answer(&mut buffer, &Method::POST)
             .expect("valid")
             .expect("complete");
         assert_eq!(head.response.status(), 201);
-        assert_eq!(head.response.headers()["content-type"], "application/json");
-        let twos: Vec<_> = head.response.headers().get_all("x-two").iter().collect();
-        assert_eq!(twos, ["a", "b"]);
+        let kept: Vec<_> = head
+            .response
+            .headers()
+            .iter()
+            .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("?")))
+            .collect();
+        // Only the headers the gateway reads are kept, every value of each.
+        assert_eq!(
+            kept,
+            [
+                "content-type: application/json",
+                "content-length: 2",
+                "retry-after: 3",
+                "retry-after: 4"
+            ]
+        );
         assert_eq!(head.framing, Framing::Length(2));
         assert!(head.keep_alive);
         assert_eq!(&buffer[..], b"{}");
