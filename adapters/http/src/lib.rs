@@ -7,6 +7,7 @@
 
 mod http1;
 mod ndjson;
+mod outgoing;
 mod pool;
 mod sse;
 mod upstream;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -37,6 +37,7 @@ use thread_local::ThreadLocal;
 use tower_service::Service;
 
 use crate::http1;
+use crate::outgoing::Outgoing;
 
 /// How long an idle connection is kept for reuse.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -69,8 +70,6 @@ pub(crate) struct Pools {
     /// absolute URIs of HTTP/2.
     scheme: Scheme,
     authority: Authority,
-    /// The `Host` of HTTP/1.1 requests.
-    host: HeaderValue,
     threads: ThreadLocal<Arc<Pool>>,
 }
 
@@ -106,23 +105,22 @@ enum Checkout {
 impl Pools {
     /// Pools for the origin `scheme://authority`, connecting with
     /// `connector`.
-    pub(crate) fn new(connector: Connector, scheme: Scheme, authority: Authority) -> Option<Self> {
-        Some(Self {
+    pub(crate) fn new(connector: Connector, scheme: Scheme, authority: Authority) -> Self {
+        Self {
             connector,
-            host: HeaderValue::from_str(authority.as_str()).ok()?,
             scheme,
             authority,
             threads: ThreadLocal::new(),
-        })
+        }
     }
 
-    /// Sends `request` (whose URI is the path on the origin) on a pooled
-    /// connection, or a new one, and returns the answer's head. A request
-    /// that a reused connection did not take at all (the upstream had just
-    /// closed it) is sent again on the next connection.
+    /// Sends `request` on a pooled connection, or a new one, and returns
+    /// the answer's head. A request that a reused connection did not take
+    /// at all (the upstream had just closed it) is sent again on the next
+    /// connection.
     pub(crate) async fn send(
         &self,
-        request: Request<Bytes>,
+        request: &Outgoing<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let pool = self.threads.get_or_default().clone();
         // Written once, on the first HTTP/1.1 connection that needs it.
@@ -130,11 +128,8 @@ impl Pools {
         loop {
             match pool.checkout(self).await? {
                 Checkout::Http1 { connection, reused } => {
-                    let head = http1_head.get_or_insert_with(|| self.http1_head(&request));
-                    match connection
-                        .send(head, request.body(), request.method())
-                        .await
-                    {
+                    let head = http1_head.get_or_insert_with(|| request.http1_head());
+                    match connection.send(head, &request.body, &request.method).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
                                 inner: Inner::Http1 {
@@ -148,7 +143,10 @@ impl Pools {
                     }
                 }
                 Checkout::Http2 { mut sender, reused } => {
-                    match sender.try_send_request(self.http2_request(&request)).await {
+                    let http2_request = request
+                        .http2_request(&self.scheme, &self.authority)
+                        .map_err(|err| SendError::Transport(err.into()))?;
+                    match sender.try_send_request(http2_request).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
                                 inner: Inner::Http2(body),
@@ -166,37 +164,6 @@ impl Pools {
                 }
             }
         }
-    }
-
-    /// The HTTP/1.1 head of `request`.
-    fn http1_head(&self, request: &Request<Bytes>) -> Vec<u8> {
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |path| path.as_str());
-        http1::encode_request(
-            request.method(),
-            target,
-            &self.host,
-            request.headers(),
-            request.body().len(),
-        )
-    }
-
-    /// `request` for HTTP/2, which carries the scheme and authority in the
-    /// URI. The body is shared; the header map (a few entries) is copied,
-    /// so that `request` stays whole for a retry on another connection.
-    fn http2_request(&self, request: &Request<Bytes>) -> Request<Full<Bytes>> {
-        let mut parts = request.uri().clone().into_parts();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        let mut http2 = Request::new(Full::new(request.body().clone()));
-        *http2.method_mut() = request.method().clone();
-        *http2.headers_mut() = request.headers().clone();
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *http2.uri_mut() = uri;
-        }
-        http2
     }
 }
 

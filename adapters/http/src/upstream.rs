@@ -16,12 +16,12 @@ use futures::{Stream, TryStreamExt};
 use gateway_core::registry::BuildError;
 use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use http_body_util::{BodyDataStream, BodyExt};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::CertificateDer;
 
+use crate::outgoing::{FixedHeaders, Outgoing};
 use crate::pool::{BoxError, Pools, SendError, UpstreamBody};
 
 /// How long to wait for a TCP (and TLS) connection to the upstream when the
@@ -38,8 +38,9 @@ pub struct Upstream {
     /// The endpoint's path with exactly one trailing slash (`/v1/`): the
     /// origin is the pool's.
     base_path: String,
-    /// Sent on every request (credentials marked sensitive).
-    headers: HeaderMap,
+    /// Sent on every request (credentials marked sensitive), with the
+    /// origin's `Host`.
+    headers: FixedHeaders,
     /// Kept-alive HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS)
     /// connections, one pool per thread.
     pools: Pools,
@@ -101,11 +102,11 @@ impl Upstream {
         else {
             return Err(unusable());
         };
-        let pools =
-            Pools::new(connector, scheme.clone(), authority.clone()).ok_or_else(unusable)?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| unusable())?;
+        let pools = Pools::new(connector, scheme.clone(), authority.clone());
         Ok(Self {
             base_path: base_path.as_str().to_owned(),
-            headers: headers.into_iter().collect(),
+            headers: FixedHeaders::new(headers.into_iter().collect(), host),
             pools,
         })
     }
@@ -121,32 +122,19 @@ impl Upstream {
         extra: &HeaderMap,
         defaults: &[(HeaderName, &'static str)],
     ) -> Result<UpstreamResponse, GatewayError> {
-        let mut target = String::with_capacity(self.base_path.len() + path.len());
-        target.push_str(&self.base_path);
-        target.push_str(path);
-        let target = PathAndQuery::try_from(target).map_err(|err| {
-            GatewayError::invalid_request(format!("cannot build the upstream URL: {err}"))
-        })?;
-        let mut request = Request::new(body);
-        *request.method_mut() = method;
-        *request.uri_mut() = Uri::from(target);
-        let headers = request.headers_mut();
-        headers.reserve(self.headers.len() + extra.len() + defaults.len());
-        for (name, value) in &self.headers {
-            headers.append(name, value.clone());
-        }
-        for name in extra.keys() {
-            headers.remove(name);
-        }
-        for (name, value) in extra {
-            headers.append(name, value.clone());
-        }
-        for (name, value) in defaults {
-            if !headers.contains_key(name) {
-                headers.insert(name, HeaderValue::from_static(value));
-            }
-        }
-        self.pools.send(request).await.map_err(send_error)
+        let request = Outgoing {
+            method,
+            base_path: &self.base_path,
+            path,
+            fixed: &self.headers,
+            extra,
+            defaults,
+            body,
+        };
+        request
+            .check()
+            .map_err(|err| GatewayError::invalid_request(err.to_string()))?;
+        self.pools.send(&request).await.map_err(send_error)
     }
 
     /// POSTs a JSON body to `path` (relative to the endpoint) with the

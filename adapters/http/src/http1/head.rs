@@ -1,14 +1,12 @@
-//! HTTP/1.1 heads: a request's, written into one buffer; an answer's,
-//! parsed with `httparse` straight out of the read buffer (header values
-//! share its bytes), with the body's framing and whether the connection
-//! may be reused decided by RFC 9112's rules.
+//! HTTP/1.1 answer heads, parsed with `httparse` straight out of the read
+//! buffer (header values share its bytes), with the body's framing and
+//! whether the connection may be reused decided by RFC 9112's rules. (A
+//! request's head is written by [`crate::outgoing`].)
 
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{
-    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, TRANSFER_ENCODING,
-};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
 use smallvec::SmallVec;
@@ -21,48 +19,6 @@ pub const MAX_HEADERS: usize = 100;
 
 /// An answer's head may take at most this many bytes.
 pub const MAX_HEAD: usize = 64 * 1024;
-
-/// The request line and headers of `method target`, with `host` unless
-/// `headers` has one, and the body's `Content-Length` (omitted for an empty
-/// GET or HEAD). `Content-Length`, `Transfer-Encoding` and `Connection` in
-/// `headers` are not written: the framing is this module's.
-pub(crate) fn encode_request(
-    method: &Method,
-    target: &str,
-    host: &HeaderValue,
-    headers: &HeaderMap,
-    body_length: usize,
-) -> Vec<u8> {
-    let framing_header = |name: &HeaderName| {
-        name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION
-    };
-    let size = headers.iter().fold(
-        method.as_str().len() + target.len() + host.len() + 64,
-        |size, (name, value)| size + name.as_str().len() + value.len() + 4,
-    );
-    let mut head = Vec::with_capacity(size);
-    head.extend_from_slice(method.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(HOST) {
-        push_header(&mut head, HOST.as_str(), host.as_bytes());
-    }
-    for (name, value) in headers {
-        if !framing_header(name) {
-            push_header(&mut head, name.as_str(), value.as_bytes());
-        }
-    }
-    if body_length > 0 || !matches!(*method, Method::GET | Method::HEAD) {
-        push_header(
-            &mut head,
-            CONTENT_LENGTH.as_str(),
-            body_length.to_string().as_bytes(),
-        );
-    }
-    head.extend_from_slice(b"\r\n");
-    head
-}
 
 /// Appends the header line `name: value` to a head being written.
 pub fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -363,25 +319,6 @@ mod tests {
 
     fn head(wire: &str) -> Head {
         parse(wire, Method::POST).expect("valid").expect("complete")
-    }
-
-    #[test]
-    fn a_request_head_has_host_headers_and_length() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-api-key", HeaderValue::from_static("k"));
-        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        let host = HeaderValue::from_static("127.0.0.1:9");
-        let head = encode_request(&Method::POST, "/v1/messages", &host, &headers, 12);
-        assert_eq!(
-            String::from_utf8(head).expect("ascii"),
-            "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1:9\r\nx-api-key: k\r\ncontent-length: 12\r\n\r\n"
-        );
-        let get = encode_request(&Method::GET, "/v1/models", &host, &HeaderMap::new(), 0);
-        assert_eq!(
-            String::from_utf8(get).expect("ascii"),
-            "GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1:9\r\n\r\n"
-        );
     }
 
     #[test]

@@ -38,7 +38,6 @@ use tokio_rustls::client::TlsStream;
 
 use body::{Decoded, Framing};
 use head::Head;
-pub(crate) use head::encode_request;
 use read::ReadBuffer;
 
 /// What went wrong on an HTTP/1.1 connection.
@@ -110,7 +109,7 @@ impl Connection {
         self.read.is_empty() && self.poll_fill(cx).is_pending()
     }
 
-    /// Writes a request (`head` from [`encode_request`], then `body`) and
+    /// Writes a request (`head`, then `body`) and
     /// reads the head of its answer. The answer's body owns the connection
     /// from then on; a failed connection is dropped, which closes it.
     pub(crate) async fn send(
