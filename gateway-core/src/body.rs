@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::GatewayError;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -89,12 +89,15 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
     let model_raw = raw.model.ok_or_else(|| {
         GatewayError::invalid_param("model", "missing required parameter: 'model'")
     })?;
-    let model: Cow<'_, str> = serde_json::from_str(model_raw.get()).map_err(|_| {
-        GatewayError::invalid_param(
-            "model",
-            format!("'model' must be a string, got {}", model_raw.get()),
-        )
-    })?;
+    let model = match unescaped_string(model_raw.get()) {
+        Some(plain) => Cow::Borrowed(plain),
+        None => serde_json::from_str::<Cow<'_, str>>(model_raw.get()).map_err(|_| {
+            GatewayError::invalid_param(
+                "model",
+                format!("'model' must be a string, got {}", model_raw.get()),
+            )
+        })?,
+    };
     let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
     Ok(Probe {
         model,
@@ -105,6 +108,15 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
             .unwrap_or(false),
         model_span: start..start + model_raw.get().len(),
     })
+}
+
+/// The text of `json`, a JSON value already validated, when it is a string
+/// without escapes: then it needs no decoding (and no copy), which serde
+/// does not know for a `Cow<str>`.
+fn unescaped_string(json: &str) -> Option<&str> {
+    json.strip_prefix('"')?
+        .strip_suffix('"')
+        .filter(|text| !text.contains('\\'))
 }
 
 /// Deserialises a JSON request body into `T`, with an error that names the
@@ -138,10 +150,12 @@ impl Probe<'_> {
         if self.model == upstream_model {
             return body.clone();
         }
-        let quoted = serde_json::to_string(upstream_model).unwrap_or_else(|_| "\"\"".to_owned());
-        let mut out = BytesMut::with_capacity(body.len() + quoted.len());
+        // Room for the name quoted, and a few escapes.
+        let mut out =
+            BytesMut::with_capacity(body.len() + upstream_model.len() + 8 - self.model_span.len());
         out.extend_from_slice(&body[..self.model_span.start]);
-        out.extend_from_slice(quoted.as_bytes());
+        // Writing a string into memory cannot fail.
+        let _ = serde_json::to_writer((&mut out).writer(), upstream_model);
         out.extend_from_slice(&body[self.model_span.end..]);
         out.freeze()
     }
@@ -175,9 +189,16 @@ mod tests {
     }
 
     #[test]
-    fn escaped_model_names_decode() {
+    fn escaped_model_names_decode_and_plain_ones_are_borrowed() {
         let body = Bytes::from_static(br#"{"model":"a\/b"}"#);
         assert_eq!(probe(&body).expect("valid").model, "a/b");
+        let body = Bytes::from_static(br#"{"model":"fast/gpt"}"#);
+        let probed = probe(&body).expect("valid");
+        assert!(matches!(probed.model, Cow::Borrowed("fast/gpt")));
+        let rewritten = probed.rewrite_model(&body, "q\"\u{1}");
+        assert_eq!(&rewritten[..], br#"{"model":"q\"\u0001"}"#);
+        let body = Bytes::from_static(br#"{"model":""}"#);
+        assert_eq!(probe(&body).expect("valid").model, "");
     }
 
     #[test]

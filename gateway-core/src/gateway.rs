@@ -472,7 +472,7 @@ impl Gateway {
         Ok(Box::pin(Watchdog::new(
             dispatched.value,
             dispatched.limits,
-            vec![Box::new(dispatched.slot)],
+            Box::new(dispatched.slot),
         )))
     }
 

@@ -133,25 +133,29 @@ impl App {
             };
             return self.call(request.map(|()| body));
         };
-        let (id, header) = request_id::choose(&request);
+        let id = request_id::choose(&request);
         let path = match hot {
             HotRoute::ChatCompletions => HotRoute::CHAT_COMPLETIONS,
             HotRoute::Messages => HotRoute::MESSAGES,
         };
         let caller = auth::identify(&self.state, &request, path, None);
+        // Read now, so that the future does not keep the head.
+        let forwarded = match hot {
+            HotRoute::ChatCompletions => None,
+            HotRoute::Messages => Some(anthropic::forwarded_headers(&request)),
+        };
         let state = self.state.clone();
         Box::pin(async move {
-            let response = match caller {
-                Ok(auth::Caller(key)) => match hot {
-                    HotRoute::ChatCompletions => openai::serve(&state, id.0, key, body).await,
-                    HotRoute::Messages => {
-                        let forwarded = anthropic::forwarded_headers(&request);
-                        anthropic::serve(&state, id.0, key, forwarded, body).await
-                    }
-                },
-                Err(refused) => refused,
+            let response = match (caller, forwarded) {
+                (Ok(auth::Caller(key)), None) => {
+                    openai::serve(&state, id.as_str(), key, body).await
+                }
+                (Ok(auth::Caller(key)), Some(forwarded)) => {
+                    anthropic::serve(&state, id.as_str(), key, forwarded, body).await
+                }
+                (Err(refused), _) => refused,
             };
-            Ok(with_request_id(response, header))
+            Ok(with_request_id(response, id.into_header()))
         })
     }
 }
@@ -172,10 +176,8 @@ fn unreadable(message: &str) -> Response {
 pub(crate) type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// `response` with the request's id in `x-request-id`.
-fn with_request_id(mut response: Response, id: Option<HeaderValue>) -> Response {
-    if let Some(id) = id {
-        response.headers_mut().insert(request_id::HEADER, id);
-    }
+fn with_request_id(mut response: Response, id: HeaderValue) -> Response {
+    response.headers_mut().insert(request_id::HEADER, id);
     response
 }
 

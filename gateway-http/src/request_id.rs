@@ -9,8 +9,23 @@ use crate::headers::HeaderLookup;
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The id of the request being served; handlers read it from extensions.
+/// Kept as the header value it is echoed in, so that one allocation
+/// serves both.
 #[derive(Debug, Clone)]
-pub(crate) struct RequestId(pub(crate) String);
+pub(crate) struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id's text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Only visible ASCII is ever kept (see `acceptable`).
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The value to stamp on the response.
+    pub(crate) fn into_header(self) -> HeaderValue {
+        self.0
+    }
+}
 
 /// A caller-supplied id is kept when it is short and plain (so logs and
 /// upstream correlation line up); anything else is replaced by a new one.
@@ -23,32 +38,30 @@ fn acceptable(id: &str) -> bool {
 
 /// Gives `request` its id (the caller's when acceptable, else a new one)
 /// and returns the header value to stamp on the response.
-pub(crate) fn assign(request: &mut Request) -> Option<HeaderValue> {
-    let (id, header) = choose(request.headers());
-    request.extensions_mut().insert(id);
-    header
+pub(crate) fn assign(request: &mut Request) -> HeaderValue {
+    let id = choose(request.headers());
+    request.extensions_mut().insert(id.clone());
+    id.into_header()
 }
 
-/// The id of a request with `headers` (the caller's when acceptable, else
-/// a new one), and the header value to stamp on the response.
-pub(crate) fn choose(headers: &impl HeaderLookup) -> (RequestId, Option<HeaderValue>) {
-    let id = headers
+/// The id of a request with `headers`: the caller's when acceptable, else
+/// a new one.
+pub(crate) fn choose(headers: &impl HeaderLookup) -> RequestId {
+    let theirs = headers
         .header_str(&HEADER)
         .filter(|id| acceptable(id))
-        .map(str::to_owned)
-        .unwrap_or_else(new_id);
-    let header = HeaderValue::from_str(&id).ok();
-    (RequestId(id), header)
+        .and_then(|id| HeaderValue::from_str(id).ok());
+    RequestId(theirs.unwrap_or_else(new_id))
 }
 
 /// A new random id: 32 lowercase hex digits (a v4 UUID without dashes),
-/// encoded straight into its `String` rather than through `Display`.
-fn new_id() -> String {
+/// encoded straight into its value rather than through `Display`.
+fn new_id() -> HeaderValue {
     let mut digits = [0; uuid::fmt::Simple::LENGTH];
-    uuid::Uuid::new_v4()
-        .simple()
-        .encode_lower(&mut digits)
-        .to_owned()
+    let id = uuid::Uuid::new_v4().simple();
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(id.encode_lower(&mut digits).as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("unnamed"))
 }
 
 #[cfg(test)]
@@ -60,7 +73,8 @@ mod tests {
         let id = super::new_id();
         assert_eq!(id.len(), 32);
         assert!(
-            id.bytes()
+            id.as_bytes()
+                .iter()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
         assert_ne!(id, super::new_id());

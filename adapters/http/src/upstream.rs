@@ -254,16 +254,23 @@ pub async fn error_answer(response: UpstreamResponse) -> GatewayError {
 /// with the length the client's answer needs no chunked framing).
 pub fn passthrough_response(response: UpstreamResponse) -> PassthroughResponse {
     let (parts, body) = response.into_parts();
-    let mut headers = HeaderMap::new();
-    for name in [CONTENT_TYPE, RETRY_AFTER] {
-        if let Some(value) = parts.headers.get(&name) {
-            headers.insert(name, value.clone());
+    let passed =
+        |name: &HeaderName| name == CONTENT_TYPE || name == RETRY_AFTER || name == CONTENT_LENGTH;
+    // An HTTP/1.1 answer arrives with only these headers: its map is kept
+    // as it is.
+    let mut headers = if parts.headers.keys().all(passed) {
+        parts.headers
+    } else {
+        let mut kept = HeaderMap::new();
+        for (name, value) in &parts.headers {
+            if passed(name) {
+                kept.append(name, value.clone());
+            }
         }
-    }
-    if !gateway_core::adapter::is_event_stream(&headers)
-        && let Some(length) = parts.headers.get(CONTENT_LENGTH)
-    {
-        headers.insert(CONTENT_LENGTH, length.clone());
+        kept
+    };
+    if gateway_core::adapter::is_event_stream(&headers) {
+        headers.remove(CONTENT_LENGTH);
     }
     PassthroughResponse {
         status: parts.status,

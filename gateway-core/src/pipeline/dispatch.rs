@@ -134,14 +134,15 @@ fn backoff(reliability: &Reliability, retry: u32) -> Duration {
 
 /// The order targets are tried in: a fallback chain as configured; one
 /// weighted pick (among targets whose breaker lets requests through, when
-/// any does); a single route.
+/// any does); a single route. A slice of the plan, so nothing is
+/// allocated per request.
 fn order<'a>(
     targets: &'a Targets,
     breaker_of: &dyn Fn(&Route) -> Option<Arc<Breaker>>,
-) -> Vec<&'a Route> {
+) -> &'a [Route] {
     match targets {
-        Targets::One(route) => vec![route],
-        Targets::Fallback(routes) => routes.iter().collect(),
+        Targets::One(route) => std::slice::from_ref(route),
+        Targets::Fallback(routes) => routes,
         Targets::Weighted(weighted) => {
             let healthy: Vec<&(Route, u32)> = weighted
                 .iter()
@@ -159,13 +160,12 @@ fn order<'a>(
             let mut pick = fastrand::u64(0..total.max(1));
             for (route, weight) in &pool {
                 if pick < u64::from(*weight) {
-                    return vec![route];
+                    return std::slice::from_ref(route);
                 }
                 pick -= u64::from(*weight);
             }
             pool.first()
-                .map(|(route, _)| vec![route])
-                .unwrap_or_default()
+                .map_or(&[], |(route, _)| std::slice::from_ref(route))
         }
     }
 }

@@ -62,22 +62,26 @@ impl fmt::Display for DeadlineReason {
 }
 
 /// Whatever must live as long as the answer: concurrency slots, the key's
-/// admission. Dropped when the stream ends, fails or is dropped.
-pub type Held = Vec<Box<dyn Any + Send + Sync>>;
+/// admission (several go in one tuple, one allocation). Dropped when the
+/// stream ends, fails or is dropped.
+pub type Held = Box<dyn Any + Send + Sync>;
 
 /// A stream with idle and total time limits that holds `held` while it runs.
 ///
 /// One timer serves both limits: it is set for the earlier of the deadline
 /// and "idle after the last item", and an item only notes the time, so a
 /// fast stream does not move a timer on every chunk.
+///
+/// The stream is `Unpin` (a boxed stream, in practice), so it is held as it
+/// is rather than boxed again.
 pub struct Watchdog<S> {
-    inner: Option<Pin<Box<S>>>,
+    inner: Option<S>,
     idle: Duration,
     last_item: Instant,
     deadline: Instant,
     timer: Pin<Box<Sleep>>,
     deadline_reason: DeadlineReason,
-    held: Held,
+    held: Option<Held>,
 }
 
 impl<S> Watchdog<S> {
@@ -86,26 +90,26 @@ impl<S> Watchdog<S> {
         let now = Instant::now();
         let first = (now + limits.idle).min(limits.deadline);
         Self {
-            inner: Some(Box::pin(inner)),
+            inner: Some(inner),
             idle: limits.idle,
             last_item: now,
             deadline: limits.deadline,
             timer: Box::pin(tokio::time::sleep_until(first)),
             deadline_reason: limits.deadline_reason,
-            held,
+            held: Some(held),
         }
     }
 
     /// Ends the stream: drops the upstream and releases what was held.
     fn finish(&mut self) {
         self.inner = None;
-        self.held.clear();
+        self.held = None;
     }
 }
 
 impl<S, T> Stream for Watchdog<S>
 where
-    S: Stream<Item = Result<T, GatewayError>>,
+    S: Stream<Item = Result<T, GatewayError>> + Unpin,
 {
     type Item = Result<T, GatewayError>;
 
@@ -115,7 +119,7 @@ where
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match inner.as_mut().poll_next(cx) {
+        match Pin::new(inner).poll_next(cx) {
             Poll::Ready(Some(item)) => {
                 if item.is_err() {
                     this.finish();
@@ -183,7 +187,7 @@ mod tests {
                 deadline: Instant::now() + Duration::from_secs(600),
                 deadline_reason: DeadlineReason::Named("total"),
             },
-            vec![Box::new(Flag(released.clone()))],
+            Box::new(Flag(released.clone())),
         );
         assert_eq!(watched.next().await.map(|r| r.ok()), Some(Some(1)));
         let err = watched.next().await.expect("an item").expect_err("timeout");
@@ -195,11 +199,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_ends_a_busy_stream() {
-        let inner =
+        let inner = Box::pin(
             futures::stream::repeat_with(|| Ok::<_, GatewayError>(())).then(|item| async move {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 item
-            });
+            }),
+        );
         let watched = Watchdog::new(
             inner,
             StreamLimits {
@@ -207,7 +212,7 @@ mod tests {
                 deadline: Instant::now() + Duration::from_secs(10),
                 deadline_reason: DeadlineReason::Named("max_stream_duration_ms"),
             },
-            Vec::new(),
+            Box::new(()),
         );
         let items: Vec<_> = watched.collect().await;
         assert!(items.len() >= 9 && items.len() <= 11, "{}", items.len());

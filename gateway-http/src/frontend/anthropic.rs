@@ -51,7 +51,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
 /// `POST /v1/messages`.
 pub(crate) async fn messages(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(request_id): Extension<RequestId>,
     Extension(Caller(key)): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -60,7 +60,14 @@ pub(crate) async fn messages(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(&state, request_id, key, forwarded_headers(&headers), body).await
+    serve(
+        &state,
+        request_id.as_str(),
+        key,
+        forwarded_headers(&headers),
+        body,
+    )
+    .await
 }
 
 /// The caller headers that go upstream with a pass-through request (see
@@ -84,7 +91,7 @@ pub(crate) fn forwarded_headers(headers: &impl HeaderLookup) -> HeaderMap {
 /// [`crate::app::App::call_whole`]).
 pub(crate) async fn serve(
     state: &AppState,
-    request_id: String,
+    request_id: &str,
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
     body: Bytes,
@@ -97,7 +104,7 @@ pub(crate) async fn serve(
 
 async fn handle(
     state: &AppState,
-    request_id: String,
+    request_id: &str,
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
     body: Bytes,
@@ -106,7 +113,7 @@ async fn handle(
     let admission = state.gateway.admit(key, &probed.model).await?;
     let translated = if needs_translation(state, &admission, DIALECT.name) {
         let mut request = decode_request(&body)?;
-        request.request_id = Some(request_id);
+        request.request_id = Some(request_id.to_owned());
         Some(request)
     } else {
         None

@@ -188,7 +188,7 @@ pub(crate) fn respond(
             upstream.body = Box::pin(Watchdog::new(
                 upstream.body,
                 limits,
-                vec![Box::new(slot), Box::new(admission)],
+                Box::new((slot, admission)),
             ));
             passthrough_response(upstream, dialect.error_frame)
         }
@@ -203,7 +203,7 @@ pub(crate) fn respond(
             stream(Box::pin(Watchdog::new(
                 events,
                 limits,
-                vec![Box::new(slot), Box::new(admission)],
+                Box::new((slot, admission)),
             )))
         }
         Answer::Once(response) => {

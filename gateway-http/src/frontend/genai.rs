@@ -78,7 +78,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
 /// `POST /v1beta/models/{model}:{method}`.
 pub(crate) async fn model_action(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(request_id): Extension<RequestId>,
     Extension(Caller(key)): Extension<Caller>,
     rest: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -96,7 +96,7 @@ pub(crate) async fn model_action(
         }
     };
     shared::respond(
-        handle(&state, request_id, key, &rest, body).await,
+        handle(&state, request_id.as_str(), key, &rest, body).await,
         error_response,
     )
 }
@@ -111,7 +111,7 @@ fn operation(route: &Route, method: Method) -> String {
 
 async fn handle(
     state: &AppState,
-    request_id: String,
+    request_id: &str,
     key: Option<Arc<KeyPolicy>>,
     rest: &str,
     body: Bytes,
@@ -123,7 +123,7 @@ async fn handle(
     }
     let translated = if needs_translation(state, &admission, DIALECT.name) {
         let mut request = decode_request(model, &body)?;
-        request.request_id = Some(request_id);
+        request.request_id = Some(request_id.to_owned());
         request.stream = method == Method::Stream;
         Some(request)
     } else {

@@ -43,7 +43,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(request_id): Extension<RequestId>,
     Extension(Caller(key)): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -51,7 +51,7 @@ pub(crate) async fn chat_completions(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(&state, request_id, key, body).await
+    serve(&state, request_id.as_str(), key, body).await
 }
 
 /// `POST /v1/chat/completions` with its body read, its id given and its
@@ -60,7 +60,7 @@ pub(crate) async fn chat_completions(
 /// [`crate::app::App::call_whole`]).
 pub(crate) async fn serve(
     state: &AppState,
-    request_id: String,
+    request_id: &str,
     key: Option<Arc<KeyPolicy>>,
     body: Bytes,
 ) -> Response {
@@ -69,7 +69,7 @@ pub(crate) async fn serve(
 
 async fn handle(
     state: &AppState,
-    request_id: String,
+    request_id: &str,
     key: Option<Arc<KeyPolicy>>,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
@@ -78,7 +78,7 @@ async fn handle(
     let translated = if needs_translation(state, &admission, DIALECT.name) {
         let decoded = decode_request(&body)?;
         let mut request = decoded.request;
-        request.request_id = Some(request_id);
+        request.request_id = Some(request_id.to_owned());
         Some((request, decoded.include_usage))
     } else {
         None
