@@ -75,8 +75,13 @@ enum HotRoute {
 }
 
 impl HotRoute {
-    const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
-    const MESSAGES: &str = "/v1/messages";
+    /// The route's path.
+    fn path(self) -> &'static str {
+        match self {
+            HotRoute::ChatCompletions => "/v1/chat/completions",
+            HotRoute::Messages => "/v1/messages",
+        }
+    }
 
     /// The hot route `method target` is, if it is one. A target with a
     /// query goes the general way (where `?key=` is read).
@@ -84,13 +89,9 @@ impl HotRoute {
         if *method != Method::POST {
             return None;
         }
-        if target == Self::CHAT_COMPLETIONS.as_bytes() {
-            Some(HotRoute::ChatCompletions)
-        } else if target == Self::MESSAGES.as_bytes() {
-            Some(HotRoute::Messages)
-        } else {
-            None
-        }
+        [HotRoute::ChatCompletions, HotRoute::Messages]
+            .into_iter()
+            .find(|hot| hot.path().as_bytes() == target)
     }
 }
 
@@ -134,11 +135,7 @@ impl App {
             return self.call(request.map(|()| body));
         };
         let id = request_id::choose(&request);
-        let path = match hot {
-            HotRoute::ChatCompletions => HotRoute::CHAT_COMPLETIONS,
-            HotRoute::Messages => HotRoute::MESSAGES,
-        };
-        let caller = auth::identify(&self.state, &request, path, None);
+        let caller = auth::identify(&self.state, &request, hot.path(), None);
         // Read now, so that the future does not keep the head.
         let forwarded = match hot {
             HotRoute::ChatCompletions => None,

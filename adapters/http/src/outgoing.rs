@@ -111,11 +111,7 @@ impl Outgoing<'_> {
             if !self.fixed.map.contains_key(HOST) && !self.extra.contains_key(HOST) {
                 push_header(&mut head, HOST.as_str(), self.fixed.host.as_bytes());
             }
-            self.each_header(|name, value| {
-                if !is_framing(name) {
-                    push_header(&mut head, name.as_str(), value);
-                }
-            });
+            self.each_header(|name, value| push_header(&mut head, name.as_str(), value.as_bytes()));
         }
         for (name, value) in self.missing_defaults() {
             push_header(&mut head, name.as_str(), value.as_bytes());
@@ -152,32 +148,27 @@ impl Outgoing<'_> {
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.reserve(self.fixed.len() + self.extra.len() + self.defaults.len());
-        for (name, value) in self.fixed.map.iter() {
-            if !self.extra.contains_key(name) && !is_framing(name) {
-                headers.append(name, value.clone());
-            }
-        }
-        for (name, value) in self.extra {
-            if !is_framing(name) {
-                headers.append(name, value.clone());
-            }
-        }
+        self.each_header(|name, value| {
+            headers.append(name, value.clone());
+        });
         for (name, value) in self.missing_defaults() {
             headers.insert(name, HeaderValue::from_static(value));
         }
         Ok(request)
     }
 
-    /// Each given header in order: the backend's that `extra` does not
-    /// replace, then `extra`'s.
-    fn each_header(&self, mut visit: impl FnMut(&HeaderName, &[u8])) {
-        for (name, value) in &self.fixed.map {
-            if !self.extra.contains_key(name) {
-                visit(name, value.as_bytes());
+    /// Each given header in order but the framing ones: the backend's
+    /// that `extra` does not replace, then `extra`'s.
+    fn each_header(&self, mut visit: impl FnMut(&HeaderName, &HeaderValue)) {
+        let fixed = self
+            .fixed
+            .map
+            .iter()
+            .filter(|(name, _)| !self.extra.contains_key(*name));
+        for (name, value) in fixed.chain(self.extra) {
+            if !is_framing(name) {
+                visit(name, value);
             }
-        }
-        for (name, value) in self.extra {
-            visit(name, value.as_bytes());
         }
     }
 

@@ -147,7 +147,9 @@ impl Pools {
                         .http2_request(&self.scheme, &self.authority)
                         .map_err(|err| SendError::Transport(err.into()))?;
                     match sender.try_send_request(http2_request).await {
-                        Ok(response) => {
+                        Ok(mut response) => {
+                            let headers = std::mem::take(response.headers_mut());
+                            *response.headers_mut() = http1::only_answer_headers(headers);
                             return Ok(response.map(|body| UpstreamBody {
                                 inner: Inner::Http2(body),
                             }));

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use gateway_core::registry::BuildError;
 use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use http_body_util::{BodyDataStream, BodyExt};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -28,7 +28,9 @@ use crate::pool::{BoxError, Pools, SendError, UpstreamBody};
 /// backend's config does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An upstream's answer: status, headers and the body as it arrives.
+/// An upstream's answer: status, the headers the gateway reads
+/// (`Content-Type`, `Content-Length`, `Retry-After`; the rest are dropped
+/// as the head is parsed) and the body as it arrives.
 pub type UpstreamResponse = http::Response<UpstreamBody>;
 
 /// A backend's base URL, fixed headers (credentials, API version) and
@@ -254,21 +256,9 @@ pub async fn error_answer(response: UpstreamResponse) -> GatewayError {
 /// with the length the client's answer needs no chunked framing).
 pub fn passthrough_response(response: UpstreamResponse) -> PassthroughResponse {
     let (parts, body) = response.into_parts();
-    let passed =
-        |name: &HeaderName| name == CONTENT_TYPE || name == RETRY_AFTER || name == CONTENT_LENGTH;
-    // An HTTP/1.1 answer arrives with only these headers: its map is kept
-    // as it is.
-    let mut headers = if parts.headers.keys().all(passed) {
-        parts.headers
-    } else {
-        let mut kept = HeaderMap::new();
-        for (name, value) in &parts.headers {
-            if passed(name) {
-                kept.append(name, value.clone());
-            }
-        }
-        kept
-    };
+    // The answer carries only the headers the gateway reads (see
+    // `http1::head::ANSWER_HEADERS`), all of them passed on.
+    let mut headers = parts.headers;
     if gateway_core::adapter::is_event_stream(&headers) {
         headers.remove(CONTENT_LENGTH);
     }

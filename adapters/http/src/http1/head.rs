@@ -174,8 +174,25 @@ pub fn header_map(head: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, &'sta
 /// The answer headers the gateway reads: the body's type and length
 /// (passed on to the caller) and `Retry-After` (which an error answer
 /// turns into the error's retry hint). An answer's other headers are not
-/// kept, so none is named, hashed or stored for nothing.
+/// kept, so none is named, hashed or stored for nothing; an HTTP/2
+/// answer's are dropped too ([`only_answer_headers`]), so every upstream
+/// answer carries the same ones.
 const ANSWER_HEADERS: [HeaderName; 3] = [CONTENT_TYPE, CONTENT_LENGTH, RETRY_AFTER];
+
+/// `headers` (an answer's that came as a map: HTTP/2's) with only
+/// [`ANSWER_HEADERS`].
+pub(crate) fn only_answer_headers(headers: HeaderMap) -> HeaderMap {
+    if headers.keys().all(|name| ANSWER_HEADERS.contains(name)) {
+        return headers;
+    }
+    let mut kept = HeaderMap::new();
+    for (name, value) in &headers {
+        if ANSWER_HEADERS.contains(name) {
+            kept.append(name, value.clone());
+        }
+    }
+    kept
+}
 
 /// The headers of an answer the gateway reads (see [`ANSWER_HEADERS`]),
 /// their values slices of `head`.
@@ -319,6 +336,18 @@ mod tests {
 
     fn head(wire: &str) -> Head {
         parse(wire, Method::POST).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn a_mapped_answer_keeps_only_the_headers_the_gateway_reads() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert("x-request-id", HeaderValue::from_static("r"));
+        headers.append(RETRY_AFTER, HeaderValue::from_static("1"));
+        headers.append(RETRY_AFTER, HeaderValue::from_static("2"));
+        let kept = only_answer_headers(headers);
+        let names: Vec<_> = kept.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["content-type", "retry-after", "retry-after"]);
     }
 
     #[test]

@@ -38,6 +38,7 @@ use tokio_rustls::client::TlsStream;
 
 use body::{Decoded, Framing};
 use head::Head;
+pub(crate) use head::only_answer_headers;
 use read::ReadBuffer;
 
 /// What went wrong on an HTTP/1.1 connection.
