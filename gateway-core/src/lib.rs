@@ -12,6 +12,7 @@
 //!   trait dialects implement for their stream formats.
 //! * [`body`]: reading `model` and `stream` from a JSON body and rewriting
 //!   `model` in place, for routing and pass-through.
+//! * [`param`]: paths to request parameters, spelled out only in errors.
 //! * [`secret`]: credentials that never print.
 //! * [`pipeline`]: the stages between router and adapter: keys, limits,
 //!   retries, breakers, timeouts, backend concurrency.
@@ -25,6 +26,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod param;
 pub mod pipeline;
 pub mod registry;
 pub mod router;
@@ -42,6 +44,7 @@ pub use adapter::{
 };
 pub use error::{ErrorKind, ErrorOrigin, GatewayError};
 pub use gateway::Gateway;
+pub use param::Param;
 pub use registry::{AdapterFactory, BackendContext, Registry};
 pub use router::Route;
 pub use stream::WireDecoder;

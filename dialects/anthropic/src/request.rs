@@ -1,8 +1,8 @@
 //! Messages API requests: Anthropic JSON ↔ [`ChatRequest`].
 
 use gateway_core::{
-    ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, ResponseFormat, Role,
-    Tool, ToolCall, ToolChoice,
+    ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, Param, ResponseFormat,
+    Role, Tool, ToolCall, ToolChoice,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -63,7 +63,7 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     }
     let mut messages = Vec::new();
     if let Some(system) = wire.system.filter(|value| !value.is_null()) {
-        let content = decode_blocks_as_text("system", &system)?;
+        let content = decode_blocks_as_text(Param::Root("system"), &system)?;
         messages.push(Message {
             role: Role::System,
             content,
@@ -148,17 +148,17 @@ fn decode_tool_choice(choice: &Value) -> Result<ToolChoice, GatewayError> {
 }
 
 /// System prompts and tool results: a string or an array of text blocks.
-fn decode_blocks_as_text(param: &str, value: &Value) -> Result<Vec<ContentPart>, GatewayError> {
+fn decode_blocks_as_text(param: Param<'_>, value: &Value) -> Result<Vec<ContentPart>, GatewayError> {
     match value {
         Value::String(text) => Ok(vec![ContentPart::Text { text: text.clone() }]),
         Value::Array(blocks) => blocks
             .iter()
             .enumerate()
             .map(|(index, block)| {
-                let at = format!("{param}[{index}]");
+                let at = param.index(index);
                 match block.get("type").and_then(Value::as_str) {
-                    Some("text") => text_of(&at, block),
-                    Some("image") => image_of(&at, block),
+                    Some("text") => text_of(at, block),
+                    Some("image") => image_of(at, block),
                     other => Err(GatewayError::invalid_param(
                         format!("{at}.type"),
                         format!("block type {} is not allowed here", quoted(other)),
@@ -167,7 +167,7 @@ fn decode_blocks_as_text(param: &str, value: &Value) -> Result<Vec<ContentPart>,
             })
             .collect(),
         _ => Err(GatewayError::invalid_param(
-            param,
+            param.to_string(),
             format!("'{param}' must be a string or an array of blocks"),
         )),
     }
@@ -178,7 +178,7 @@ fn quoted(kind: Option<&str>) -> String {
         .unwrap_or_else(|| "(missing)".to_owned())
 }
 
-fn text_of(at: &str, block: &Value) -> Result<ContentPart, GatewayError> {
+fn text_of(at: Param<'_>, block: &Value) -> Result<ContentPart, GatewayError> {
     block
         .get("text")
         .and_then(Value::as_str)
@@ -193,7 +193,7 @@ fn text_of(at: &str, block: &Value) -> Result<ContentPart, GatewayError> {
         })
 }
 
-fn image_of(at: &str, block: &Value) -> Result<ContentPart, GatewayError> {
+fn image_of(at: Param<'_>, block: &Value) -> Result<ContentPart, GatewayError> {
     let source = &block["source"];
     let field = |name: &str| source.get(name).and_then(Value::as_str).map(str::to_owned);
     let image = match source.get("type").and_then(Value::as_str) {
@@ -214,7 +214,8 @@ fn image_of(at: &str, block: &Value) -> Result<ContentPart, GatewayError> {
 }
 
 fn decode_message(index: usize, value: &Value, out: &mut Vec<Message>) -> Result<(), GatewayError> {
-    let at = format!("messages[{index}]");
+    let messages = Param::Root("messages");
+    let at = messages.index(index);
     let role = match value.get("role").and_then(Value::as_str) {
         Some("user") => Role::User,
         Some("assistant") => Role::Assistant,
@@ -255,16 +256,17 @@ fn decode_message(index: usize, value: &Value, out: &mut Vec<Message>) -> Result
         }
     };
     for (position, block) in blocks.iter().enumerate() {
-        let at = format!("{at}.content[{position}]");
+        let content = at.field("content");
+        let at = content.index(position);
         match block.get("type").and_then(Value::as_str) {
-            Some("text") => message.content.push(text_of(&at, block)?),
-            Some("image") => message.content.push(image_of(&at, block)?),
+            Some("text") => message.content.push(text_of(at, block)?),
+            Some("image") => message.content.push(image_of(at, block)?),
             Some("tool_use") if role == Role::Assistant => {
                 let id = block.get("id").and_then(Value::as_str);
                 let name = block.get("name").and_then(Value::as_str);
                 let (Some(id), Some(name)) = (id, name) else {
                     return Err(GatewayError::invalid_param(
-                        at.clone(),
+                        at.to_string(),
                         format!("'{at}' needs string 'id' and 'name'"),
                     ));
                 };
@@ -290,7 +292,7 @@ fn decode_message(index: usize, value: &Value, out: &mut Vec<Message>) -> Result
                     })?;
                 let mut content = match block.get("content") {
                     None | Some(Value::Null) => Vec::new(),
-                    Some(content) => decode_blocks_as_text(&format!("{at}.content"), content)?,
+                    Some(content) => decode_blocks_as_text(at.field("content"), content)?,
                 };
                 if block.get("is_error") == Some(&Value::Bool(true)) {
                     content.insert(

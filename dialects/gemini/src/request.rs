@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 
 use gateway_core::{
-    ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, ResponseFormat, Role,
-    Tool, ToolCall, ToolChoice,
+    ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, Param, ResponseFormat,
+    Role, Tool, ToolCall, ToolChoice,
 };
 use serde_json::{Map, Value, json};
 
@@ -35,11 +35,13 @@ pub fn decode_value(model: &str, value: &Value) -> Result<ChatRequest, GatewayEr
     }
     let mut messages = Vec::new();
     if let Some(system) = field(value, "systemInstruction", "system_instruction") {
-        let parts = parts_of("systemInstruction", system)?;
+        let system_param = Param::Root("systemInstruction");
+        let parts_param = system_param.field("parts");
+        let parts = parts_of(system_param, system)?;
         let content = parts
             .iter()
             .enumerate()
-            .map(|(index, part)| text_part(&format!("systemInstruction.parts[{index}]"), part))
+            .map(|(index, part)| text_part(parts_param.index(index), part))
             .collect::<Result<Vec<_>, _>>()?;
         messages.push(Message {
             role: Role::System,
@@ -185,7 +187,7 @@ fn lowercase_types(schema: &Value) -> Value {
     }
 }
 
-fn parts_of<'a>(param: &str, content: &'a Value) -> Result<&'a Vec<Value>, GatewayError> {
+fn parts_of<'a>(param: Param<'_>, content: &'a Value) -> Result<&'a Vec<Value>, GatewayError> {
     match content {
         Value::Object(_) => content
             .get("parts")
@@ -197,19 +199,21 @@ fn parts_of<'a>(param: &str, content: &'a Value) -> Result<&'a Vec<Value>, Gatew
                 )
             }),
         _ => Err(GatewayError::invalid_param(
-            param,
+            param.to_string(),
             format!("'{param}' must be an object with 'parts'"),
         )),
     }
 }
 
-fn text_part(param: &str, part: &Value) -> Result<ContentPart, GatewayError> {
+fn text_part(param: Param<'_>, part: &Value) -> Result<ContentPart, GatewayError> {
     part.get("text")
         .and_then(Value::as_str)
         .map(|text| ContentPart::Text {
             text: text.to_owned(),
         })
-        .ok_or_else(|| GatewayError::invalid_param(param, format!("'{param}' must be a text part")))
+        .ok_or_else(|| {
+            GatewayError::invalid_param(param.to_string(), format!("'{param}' must be a text part"))
+        })
 }
 
 /// Made-up call ids, and which calls still wait for their result, so
@@ -249,7 +253,8 @@ fn decode_content(
     pairing: &mut Pairing,
     out: &mut Vec<Message>,
 ) -> Result<(), GatewayError> {
-    let at = format!("contents[{index}]");
+    let contents = Param::Root("contents");
+    let at = contents.index(index);
     let role = match content.get("role").and_then(Value::as_str) {
         None | Some("user") => Role::User,
         Some("model") => Role::Assistant,
@@ -267,14 +272,15 @@ fn decode_content(
         tool_call_id: None,
         name: None,
     };
-    for (position, part) in parts_of(&at, content)?.iter().enumerate() {
-        let at = format!("{at}.parts[{position}]");
+    let parts = at.field("parts");
+    for (position, part) in parts_of(at, content)?.iter().enumerate() {
+        let at = parts.index(position);
         if part.get("thought") == Some(&Value::Bool(true))
             || field(part, "thoughtSignature", "thought_signature").is_some()
                 && part.get("text").is_some()
         {
             return Err(GatewayError::invalid_param(
-                at,
+                at.to_string(),
                 "'thought' parts can only go to a Gemini backend; this request is translated",
             ));
         }
@@ -283,9 +289,9 @@ fn decode_content(
                 text: text.to_owned(),
             });
         } else if let Some(data) = field(part, "inlineData", "inline_data") {
-            message.content.push(image(&at, data, "data")?);
+            message.content.push(image(at, data, "data")?);
         } else if let Some(data) = field(part, "fileData", "file_data") {
-            message.content.push(image(&at, data, "fileUri")?);
+            message.content.push(image(at, data, "fileUri")?);
         } else if let Some(call) = field(part, "functionCall", "function_call") {
             let name = call.get("name").and_then(Value::as_str).ok_or_else(|| {
                 GatewayError::invalid_param(
@@ -335,7 +341,7 @@ fn decode_content(
                 .and_then(|o| o.keys().next().cloned())
                 .unwrap_or_default();
             return Err(GatewayError::invalid_param(
-                at,
+                at.to_string(),
                 format!("part '{kind}' cannot be translated"),
             ));
         }
@@ -346,13 +352,13 @@ fn decode_content(
     Ok(())
 }
 
-fn image(at: &str, data: &Value, payload_key: &str) -> Result<ContentPart, GatewayError> {
+fn image(at: Param<'_>, data: &Value, payload_key: &str) -> Result<ContentPart, GatewayError> {
     let mime = field(data, "mimeType", "mime_type")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if !mime.starts_with("image/") {
         return Err(GatewayError::invalid_param(
-            at,
+            at.to_string(),
             format!("'{mime}' data cannot be translated; only images can"),
         ));
     }
@@ -361,7 +367,7 @@ fn image(at: &str, data: &Value, payload_key: &str) -> Result<ContentPart, Gatew
         _ => field(data, "fileUri", "file_uri"),
     }
     .and_then(Value::as_str)
-    .ok_or_else(|| GatewayError::invalid_param(at, "the image part has no data"))?;
+    .ok_or_else(|| GatewayError::invalid_param(at.to_string(), "the image part has no data"))?;
     let source = if payload_key == "data" {
         ImageSource::Base64 {
             media_type: mime.to_owned(),

@@ -1,8 +1,8 @@
 //! Chat completions requests: OpenAI JSON ↔ [`ChatRequest`].
 
 use gateway_core::{
-    ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, ResponseFormat, Role,
-    Tool, ToolCall, ToolChoice,
+    ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, Param, ResponseFormat,
+    Role, Tool, ToolCall, ToolChoice,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -164,35 +164,35 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
 }
 
 fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> {
-    let at = |field: &str| format!("messages[{index}].{field}");
+    let messages = Param::Root("messages");
+    let at = messages.index(index);
     let object = value.as_object().ok_or_else(|| {
-        GatewayError::invalid_param(
-            format!("messages[{index}]"),
-            "each message must be an object",
-        )
+        GatewayError::invalid_param(at.to_string(), "each message must be an object")
     })?;
+    let role_param = at.field("role");
     let role = object.get("role").and_then(Value::as_str).ok_or_else(|| {
         GatewayError::invalid_param(
-            at("role"),
-            format!("'{}' is required and must be a string", at("role")),
+            role_param.to_string(),
+            format!("'{role_param}' is required and must be a string"),
         )
     })?;
     let name = object
         .get("name")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    let content_param = at.field("content");
     let content = object.get("content").filter(|value| !value.is_null());
     let mut message = match role {
         "system" | "developer" => Message {
             role: Role::System,
-            content: decode_content(&at("content"), content, false)?,
+            content: decode_content(content_param, content, false)?,
             tool_calls: Vec::new(),
             tool_call_id: None,
             name,
         },
         "user" => Message {
             role: Role::User,
-            content: decode_content(&at("content"), content, true)?,
+            content: decode_content(content_param, content, true)?,
             tool_calls: Vec::new(),
             tool_call_id: None,
             name,
@@ -201,7 +201,7 @@ fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> 
             role: Role::Assistant,
             content: match content {
                 None => Vec::new(),
-                Some(_) => decode_content(&at("content"), content, false)?,
+                Some(_) => decode_content(content_param, content, false)?,
             },
             tool_calls: decode_tool_calls(index, object.get("tool_calls"))?,
             tool_call_id: None,
@@ -209,16 +209,17 @@ fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> 
         },
         "tool" => Message {
             role: Role::Tool,
-            content: decode_content(&at("content"), content, false)?,
+            content: decode_content(content_param, content, false)?,
             tool_calls: Vec::new(),
             tool_call_id: Some(
                 object
                     .get("tool_call_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
+                        let param = at.field("tool_call_id");
                         GatewayError::invalid_param(
-                            at("tool_call_id"),
-                            format!("'{}' is required for tool messages", at("tool_call_id")),
+                            param.to_string(),
+                            format!("'{param}' is required for tool messages"),
                         )
                     })?
                     .to_owned(),
@@ -227,13 +228,13 @@ fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> 
         },
         "function" => {
             return Err(GatewayError::invalid_param(
-                at("role"),
+                role_param.to_string(),
                 "the legacy 'function' role is not supported; use 'tool' messages",
             ));
         }
         other => {
             return Err(GatewayError::invalid_param(
-                at("role"),
+                role_param.to_string(),
                 format!(
                     "unknown role '{other}'; expected system, developer, user, assistant or tool"
                 ),
@@ -242,8 +243,8 @@ fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> 
     };
     if message.role != Role::Assistant && message.content.is_empty() && content.is_none() {
         return Err(GatewayError::invalid_param(
-            at("content"),
-            format!("'{}' is required for {role} messages", at("content")),
+            content_param.to_string(),
+            format!("'{content_param}' is required for {role} messages"),
         ));
     }
     message.content.shrink_to_fit();
@@ -251,7 +252,7 @@ fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> 
 }
 
 fn decode_content(
-    param: &str,
+    param: Param<'_>,
     content: Option<&Value>,
     images_allowed: bool,
 ) -> Result<Vec<ContentPart>, GatewayError> {
@@ -261,17 +262,17 @@ fn decode_content(
         Some(Value::Array(parts)) => parts
             .iter()
             .enumerate()
-            .map(|(index, part)| decode_part(&format!("{param}[{index}]"), part, images_allowed))
+            .map(|(index, part)| decode_part(param.index(index), part, images_allowed))
             .collect(),
         Some(_) => Err(GatewayError::invalid_param(
-            param,
+            param.to_string(),
             format!("'{param}' must be a string or an array of content parts"),
         )),
     }
 }
 
 fn decode_part(
-    param: &str,
+    param: Param<'_>,
     part: &Value,
     images_allowed: bool,
 ) -> Result<ContentPart, GatewayError> {
