@@ -4,6 +4,10 @@
 //!
 //! The body is scanned once (to validate it and find `model`) and copied at
 //! most once (when the upstream model id differs from the requested name).
+//! The scan is [`scan`]'s plain loop for a common body; anything else, and
+//! every error, goes through serde.
+
+mod scan;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -85,6 +89,20 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
             "the request body must be a JSON object",
         ));
     }
+    match scan::scan(body) {
+        Some(found) => Ok(Probe {
+            model: Cow::Borrowed(found.model),
+            stream: found.stream,
+            include_usage: found.include_usage,
+            model_span: found.model_span,
+        }),
+        None => probe_with_serde(body),
+    }
+}
+
+/// [`probe`] for a body the scan left to serde: the answer, or the error
+/// that names what is wrong.
+fn probe_with_serde(body: &[u8]) -> Result<Probe<'_>, GatewayError> {
     let raw: RawProbe<'_> = parse_body(body)?;
     let model_raw = raw.model.ok_or_else(|| {
         GatewayError::invalid_param("model", "missing required parameter: 'model'")
