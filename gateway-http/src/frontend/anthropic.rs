@@ -114,7 +114,7 @@ async fn handle(
     let translated = if needs_translation(state, &admission, DIALECT.name) {
         let mut request = decode_request(&body)?;
         request.request_id = Some(request_id.to_owned());
-        Some(request)
+        Some(Box::new(request))
     } else {
         None
     };

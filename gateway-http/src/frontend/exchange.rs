@@ -52,8 +52,10 @@ pub(crate) struct Exchange<'a, P> {
     /// Builds the pass-through request for a route (its body carries the
     /// route's upstream model).
     pub(crate) passthrough: P,
-    /// The canonical request, when some target needs translation.
-    pub(crate) translated: Option<ChatRequest>,
+    /// The canonical request, when some target needs translation. Boxed:
+    /// the request's future, which every await level moves, stays small
+    /// on the pass-through path.
+    pub(crate) translated: Option<Box<ChatRequest>>,
 }
 
 /// True when some target of `admission` needs the request translated.
@@ -87,7 +89,8 @@ where
                 }
                 let mut request = self
                     .translated
-                    .clone()
+                    .as_deref()
+                    .cloned()
                     .ok_or_else(|| GatewayError::internal("no canonical request to translate"))?;
                 let asked = request
                     .max_output_tokens
@@ -96,12 +99,16 @@ where
                 if let Some(limit) = gateway.output_cap(self.admission, &route, asked)? {
                     request.max_output_tokens = Some(limit);
                 }
+                // Boxed, so that the attempt's future (which dispatch holds
+                // and moves) is sized for pass-through, not for these.
                 if request.stream {
                     Ok(Answer::Stream(
-                        gateway.chat_stream_on(&route, request).await?,
+                        Box::pin(gateway.chat_stream_on(&route, request)).await?,
                     ))
                 } else {
-                    Ok(Answer::Once(gateway.chat_once_on(&route, request).await?))
+                    Ok(Answer::Once(
+                        Box::pin(gateway.chat_once_on(&route, request)).await?,
+                    ))
                 }
             })
             .await

@@ -125,7 +125,7 @@ async fn handle(
         let mut request = decode_request(model, &body)?;
         request.request_id = Some(request_id.to_owned());
         request.stream = method == Method::Stream;
-        Some(request)
+        Some(Box::new(request))
     } else {
         None
     };

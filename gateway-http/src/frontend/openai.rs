@@ -79,7 +79,7 @@ async fn handle(
         let decoded = decode_request(&body)?;
         let mut request = decoded.request;
         request.request_id = Some(request_id.to_owned());
-        Some((request, decoded.include_usage))
+        Some((Box::new(request), decoded.include_usage))
     } else {
         None
     };
