@@ -472,7 +472,7 @@ impl Gateway {
         Ok(Box::pin(Watchdog::new(
             dispatched.value,
             dispatched.limits,
-            Box::new(dispatched.slot),
+            dispatched.slot,
         )))
     }
 

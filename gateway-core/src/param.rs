@@ -52,7 +52,10 @@ mod tests {
         let message = messages.index(1);
         let content = message.field("content");
         let part = content.index(0);
-        assert_eq!(part.field("text").to_string(), "messages[1].content[0].text");
+        assert_eq!(
+            part.field("text").to_string(),
+            "messages[1].content[0].text"
+        );
         assert_eq!(Param::Root("system").to_string(), "system");
     }
 }

@@ -363,7 +363,12 @@ mod tests {
                 String::from_utf8_lossy(body)
             )
         });
-        assert_eq!(probe.model, found.model, "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            probe.model,
+            found.model,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(probe.model_span, found.model_span);
         assert_eq!(probe.stream, found.stream);
         assert_eq!(probe.include_usage, found.include_usage);
@@ -463,6 +468,9 @@ mod tests {
             scanned += usize::from(agrees_with_serde(&body).is_some());
         }
         // Many edits land inside strings and keep the body valid.
-        assert!(scanned > 1_000, "only {scanned} mutated bodies were scanned");
+        assert!(
+            scanned > 1_000,
+            "only {scanned} mutated bodies were scanned"
+        );
     }
 }

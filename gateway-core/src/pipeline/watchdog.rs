@@ -61,40 +61,44 @@ impl fmt::Display for DeadlineReason {
     }
 }
 
-/// Whatever must live as long as the answer: concurrency slots, the key's
-/// admission (several go in one tuple, one allocation). Dropped when the
-/// stream ends, fails or is dropped.
+/// Whatever must live as long as the answer, when its type is not named:
+/// concurrency slots, the key's admission. A [`Watchdog`] can hold any
+/// `Send` value as it is; this is the default for callers that mix kinds.
 pub type Held = Box<dyn Any + Send + Sync>;
 
-/// A stream with idle and total time limits that holds `held` while it runs.
+/// A stream with idle and total time limits that holds `held` (concurrency
+/// slots, the key's admission) while it runs; dropped when the stream ends,
+/// fails or is dropped.
 ///
 /// One timer serves both limits: it is set for the earlier of the deadline
 /// and "idle after the last item", and an item only notes the time, so a
-/// fast stream does not move a timer on every chunk.
+/// fast stream does not move a timer on every chunk. The timer is made
+/// when the stream first has to wait: an answer that is all there when
+/// first polled (most JSON answers) never makes one, and the idle clock
+/// starts when waiting does.
 ///
 /// The stream is `Unpin` (a boxed stream, in practice), so it is held as it
 /// is rather than boxed again.
-pub struct Watchdog<S> {
+pub struct Watchdog<S, H = Held> {
     inner: Option<S>,
     idle: Duration,
+    /// When the last item came; read only once the timer is made.
     last_item: Instant,
     deadline: Instant,
-    timer: Pin<Box<Sleep>>,
+    timer: Option<Pin<Box<Sleep>>>,
     deadline_reason: DeadlineReason,
-    held: Option<Held>,
+    held: Option<H>,
 }
 
-impl<S> Watchdog<S> {
+impl<S, H> Watchdog<S, H> {
     /// Watches `inner` with `limits`, holding `held` until the end.
-    pub fn new(inner: S, limits: StreamLimits, held: Held) -> Self {
-        let now = Instant::now();
-        let first = (now + limits.idle).min(limits.deadline);
+    pub fn new(inner: S, limits: StreamLimits, held: H) -> Self {
         Self {
             inner: Some(inner),
             idle: limits.idle,
-            last_item: now,
+            last_item: limits.deadline,
             deadline: limits.deadline,
-            timer: Box::pin(tokio::time::sleep_until(first)),
+            timer: None,
             deadline_reason: limits.deadline_reason,
             held: Some(held),
         }
@@ -107,9 +111,10 @@ impl<S> Watchdog<S> {
     }
 }
 
-impl<S, T> Stream for Watchdog<S>
+impl<S, H, T> Stream for Watchdog<S, H>
 where
     S: Stream<Item = Result<T, GatewayError>> + Unpin,
+    H: Unpin,
 {
     type Item = Result<T, GatewayError>;
 
@@ -123,7 +128,7 @@ where
             Poll::Ready(Some(item)) => {
                 if item.is_err() {
                     this.finish();
-                } else {
+                } else if this.timer.is_some() {
                     this.last_item = Instant::now();
                 }
                 return Poll::Ready(Some(item));
@@ -134,8 +139,15 @@ where
             }
             Poll::Pending => {}
         }
+        let timer = this.timer.get_or_insert_with(|| {
+            let now = Instant::now();
+            this.last_item = now;
+            Box::pin(tokio::time::sleep_until(
+                (now + this.idle).min(this.deadline),
+            ))
+        });
         loop {
-            if this.timer.as_mut().poll(cx).is_pending() {
+            if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let now = Instant::now();
@@ -152,7 +164,7 @@ where
             } else {
                 // Items came since the timer was set: move it and wait on.
                 let next = (this.last_item + this.idle).min(this.deadline);
-                this.timer.as_mut().reset(next);
+                timer.as_mut().reset(next);
                 continue;
             };
             this.finish();
@@ -195,6 +207,39 @@ mod tests {
         assert!(err.message.contains("idle_timeout_ms"), "{}", err.message);
         assert!(released.load(Ordering::SeqCst));
         assert!(watched.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_that_never_waits_makes_no_timer_and_one_that_waits_does() {
+        let limits = || StreamLimits {
+            idle: Duration::from_secs(5),
+            deadline: Instant::now() + Duration::from_secs(600),
+            deadline_reason: DeadlineReason::Named("total"),
+        };
+        let mut ready = Watchdog::new(
+            futures::stream::iter([Ok::<_, GatewayError>(1)]),
+            limits(),
+            (),
+        );
+        assert_eq!(ready.next().await.map(|r| r.ok()), Some(Some(1)));
+        assert!(ready.next().await.is_none());
+        assert!(ready.timer.is_none());
+
+        // The idle clock starts when the stream first waits, not when the
+        // watchdog was made.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<i32, GatewayError>>();
+        let mut waiting = Watchdog::new(receiver, limits(), ());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(futures::poll!(waiting.next()).is_pending());
+        assert!(waiting.timer.is_some());
+        // 8 s after it was made, 4 s after it began to wait: no timeout.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(futures::poll!(waiting.next()).is_pending());
+        sender.unbounded_send(Ok(2)).expect("open");
+        assert_eq!(waiting.next().await.map(|r| r.ok()), Some(Some(2)));
+        let err = waiting.next().await.expect("an item").expect_err("timeout");
+        assert!(err.message.contains("idle_timeout_ms"), "{}", err.message);
     }
 
     #[tokio::test(start_paused = true)]

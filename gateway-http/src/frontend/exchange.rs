@@ -87,11 +87,10 @@ where
                             answer: failure.answer.map(Answer::Passthrough),
                         });
                 }
-                let mut request = self
-                    .translated
-                    .as_deref()
-                    .cloned()
-                    .ok_or_else(|| GatewayError::internal("no canonical request to translate"))?;
+                let mut request =
+                    self.translated.as_deref().cloned().ok_or_else(|| {
+                        GatewayError::internal("no canonical request to translate")
+                    })?;
                 let asked = request
                     .max_output_tokens
                     .or(route.default_max_tokens)
@@ -192,11 +191,7 @@ pub(crate) fn respond(
                     upstream.body = hide_usage_chunk_from(upstream.body);
                 }
             }
-            upstream.body = Box::pin(Watchdog::new(
-                upstream.body,
-                limits,
-                Box::new((slot, admission)),
-            ));
+            upstream.body = Box::pin(Watchdog::new(upstream.body, limits, (slot, admission)));
             passthrough_response(upstream, dialect.error_frame)
         }
         Answer::Stream(events) => {
@@ -207,11 +202,7 @@ pub(crate) fn respond(
                 }
                 None => events,
             };
-            stream(Box::pin(Watchdog::new(
-                events,
-                limits,
-                Box::new((slot, admission)),
-            )))
+            stream(Box::pin(Watchdog::new(events, limits, (slot, admission))))
         }
         Answer::Once(response) => {
             if let (Some(meter), Some(usage)) = (meter, response.usage.as_ref()) {
