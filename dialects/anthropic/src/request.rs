@@ -148,7 +148,10 @@ fn decode_tool_choice(choice: &Value) -> Result<ToolChoice, GatewayError> {
 }
 
 /// System prompts and tool results: a string or an array of text blocks.
-fn decode_blocks_as_text(param: Param<'_>, value: &Value) -> Result<Vec<ContentPart>, GatewayError> {
+fn decode_blocks_as_text(
+    param: Param<'_>,
+    value: &Value,
+) -> Result<Vec<ContentPart>, GatewayError> {
     match value {
         Value::String(text) => Ok(vec![ContentPart::Text { text: text.clone() }]),
         Value::Array(blocks) => blocks
