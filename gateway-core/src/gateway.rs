@@ -40,6 +40,7 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// A configured backend, ready to call.
 struct Backend {
+    id: Arc<str>,
     dialect: Arc<str>,
     adapter: Arc<dyn ProviderAdapter>,
     info: ProviderInfo,
@@ -102,8 +103,8 @@ pub struct ProviderModel {
 /// share behind an `Arc`; every method takes `&self` and no lock.
 pub struct Gateway {
     router: Router,
-    backends: crate::LookupMap<Arc<str>, Backend>,
-    backend_order: Vec<Arc<str>>,
+    /// In config order, so a route's `backend_index` finds its backend.
+    backends: Vec<Backend>,
     keys: KeyRing,
     limit_store: Arc<dyn LimitStore>,
     limits: LimitsConfig,
@@ -113,7 +114,14 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("backends", &self.backend_order)
+            .field(
+                "backends",
+                &self
+                    .backends
+                    .iter()
+                    .map(|backend| &backend.info.id)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -145,8 +153,7 @@ impl Gateway {
     ) -> Result<(Self, Vec<ConfigIssue>), ConfigError> {
         let mut issues = Vec::new();
         let mut warnings = Vec::new();
-        let mut backends = crate::LookupMap::default();
-        let mut backend_order = Vec::new();
+        let mut backends = Vec::new();
         for (index, backend) in config.backends.iter().enumerate() {
             let at = FieldPath::root().key("backends").index(index);
             let Some(provider) = registry.get(&backend.dialect) else {
@@ -239,16 +246,13 @@ impl Gateway {
                     })
                     .collect(),
             };
-            backend_order.push(id.clone());
-            backends.insert(
+            backends.push(Backend {
                 id,
-                Backend {
-                    dialect: Arc::from(backend.dialect.as_str()),
-                    adapter,
-                    info,
-                    pipeline: BackendPipeline::new(reliability),
-                },
-            );
+                dialect: Arc::from(backend.dialect.as_str()),
+                adapter,
+                info,
+                pipeline: BackendPipeline::new(reliability),
+            });
         }
         // An unset token variable is treated like an unset credential one.
         let (keys, unset, invalid) = KeyRing::build(&config.keys, env);
@@ -266,7 +270,6 @@ impl Gateway {
         let gateway = Self {
             router: Router::new(config),
             backends,
-            backend_order,
             keys,
             limit_store: Arc::new(MemoryLimits::new(&config.keys)),
             limits: config.limits.clone(),
@@ -287,9 +290,8 @@ impl Gateway {
 
     /// Every backend, in config order, as `/v1/providers` shows it.
     pub fn providers(&self) -> Vec<ProviderStatus<'_>> {
-        self.backend_order
+        self.backends
             .iter()
-            .filter_map(|id| self.backends.get(id))
             .map(|backend| {
                 let breaker = &backend.pipeline.breaker;
                 let state = breaker.state();
@@ -421,12 +423,23 @@ impl Gateway {
     }
 
     fn backend(&self, route: &Route) -> Result<&Backend, GatewayError> {
-        self.backends.get(&route.backend).ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::Internal,
-                format!("route names unknown backend '{}'", route.backend),
-            )
-        })
+        let at_index = self
+            .backends
+            .get(route.backend_index)
+            .filter(|backend| backend.id == route.backend);
+        // A route from another config's router: look the id up instead.
+        at_index
+            .or_else(|| {
+                self.backends
+                    .iter()
+                    .find(|backend| backend.id == route.backend)
+            })
+            .ok_or_else(|| {
+                GatewayError::new(
+                    ErrorKind::Internal,
+                    format!("route names unknown backend '{}'", route.backend),
+                )
+            })
     }
 
     /// True when a request in `frontend_dialect` to `route` can be passed

@@ -41,6 +41,9 @@ pub struct Route {
     pub default_max_tokens: Option<u32>,
     /// The model's cap on requested output tokens.
     pub max_output_tokens: Option<u32>,
+    /// Where the backend stands in the config's `backends`: the gateway
+    /// built from the same config finds it there without hashing its id.
+    pub backend_index: usize,
 }
 
 impl Route {
@@ -87,6 +90,8 @@ impl Targets {
 
 #[derive(Debug)]
 struct BackendModels {
+    /// Where the backend stands in the config's `backends`.
+    index: usize,
     dialect: Arc<str>,
     /// The models, in config order for listings.
     models: Vec<RoutedModel>,
@@ -126,7 +131,7 @@ impl Router {
         let mut backends = crate::LookupMap::default();
         let mut backend_order = Vec::new();
         let mut bare: crate::LookupMap<Arc<str>, Vec<Arc<str>>> = crate::LookupMap::default();
-        for backend in &config.backends {
+        for (index, backend) in config.backends.iter().enumerate() {
             let id: Arc<str> = Arc::from(backend.id.as_str());
             if backends.contains_key(&id) {
                 continue;
@@ -155,6 +160,7 @@ impl Router {
             backends.insert(
                 id,
                 BackendModels {
+                    index,
                     dialect: Arc::from(backend.dialect.as_str()),
                     models,
                 },
@@ -308,6 +314,7 @@ impl Router {
             rule,
             default_max_tokens: routed.default_max_tokens,
             max_output_tokens: routed.max_output_tokens,
+            backend_index: models.index,
         })
     }
 
