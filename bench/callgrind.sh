@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Instructions per request of one bench case, counted by callgrind: steady to
+# about 0.3% for the same binary, whatever else the machine is doing, so it
+# judges a change where the wall-clock bench cannot.
+#
+#   bench/callgrind.sh [CASE] [SECONDS] [BINARY]
+#
+# CASE: pt (pass-through), pts (pass-through stream), tr (translated OpenAI ->
+# Anthropic), trs (translated stream); default pt. SECONDS of load after a
+# warm-up (default 3). BINARY defaults to target/release/modelgate, which
+# must be built (with fast-upstream) first:
+#   cargo build --release -p gateway-http -p fast-upstream
+# Needs valgrind and wrk. Leaves callgrind.out.* in $OUT (default a temp dir)
+# for callgrind_annotate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case_name=${1:-pt}
+seconds=${2:-3}
+binary=${3:-target/release/modelgate}
+out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
+
+case $case_name in
+  pt) model=fast/gpt stream=false ;;
+  pts) model=fast/gpt stream=true ;;
+  tr) model=fastan/claude stream=false ;;
+  trs) model=fastan/claude stream=true ;;
+  *) echo "unknown case $case_name (pt, pts, tr, trs)" >&2; exit 2 ;;
+esac
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# Waits until FILE has a line with MARKER and prints what follows it.
+after_marker() {
+  local file=$1 marker=$2
+  for _ in $(seq 600); do
+    if grep -q "$marker" "$file" 2>/dev/null; then
+      grep -o "$marker[^ ]*" "$file" | head -1 | sed "s|$marker||"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "no '$marker' in $file" >&2; cat "$file" >&2; exit 1
+}
+
+target/release/fast-upstream serve --chunks 20 >"$out/upstream.log" 2>&1 &
+pids+=($!)
+upstream=$(after_marker "$out/upstream.log" "listening on http://")
+
+cat >"$out/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+
+[[backends]]
+id = "fast"
+dialect = "openai"
+endpoint = "http://$upstream/v1"
+models = [{ id = "gpt" }]
+
+[[backends]]
+id = "fastan"
+dialect = "anthropic"
+endpoint = "http://$upstream"
+models = [{ id = "claude" }]
+
+[aliases]
+default = "fast/gpt"
+TOML
+
+cat >"$out/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = [==[{"model":"$model","messages":[{"role":"user","content":"Say something for the benchmark."}],"stream":$stream}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench"
+LUA
+
+MODELGATE_LOG=error valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" \
+  "$binary" --config "$out/gateway.toml" >"$out/gateway.log" 2>"$out/valgrind.log" &
+gateway_pid=$!
+pids+=($gateway_pid)
+gateway=$(after_marker "$out/gateway.log" "modelgate listening on http://")
+url="http://$gateway/v1/chat/completions"
+
+wrk -t1 -c8 -d2s -s "$out/post.lua" "$url" >/dev/null
+callgrind_control -z "$gateway_pid" >/dev/null
+requests=$(wrk -t1 -c8 -d"${seconds}s" -s "$out/post.lua" "$url" | awk '/requests in/ {print $1}')
+callgrind_control -d "$gateway_pid" >/dev/null
+# The dump after zeroing holds the loaded interval only; sum its threads.
+total=0
+for file in "$out"/callgrind.out.*.1; do
+  ir=$(awk '/^summary:/ {print $2}' "$file")
+  total=$((total + ${ir:-0}))
+done
+echo "case=$case_name requests=$requests Ir=$total Ir/request=$((total / requests)) out=$out"
