@@ -9,7 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// The first read of a connection has room for this many bytes.
+/// A read into a buffer that holds bytes already has room for at least
+/// this many bytes at first.
 const INITIAL_READ: usize = 4096;
 
 /// Reads grow (doubling each time one fills its room) up to this size.
@@ -87,7 +88,11 @@ impl ReadBuffer {
         ready!(Pin::new(io).poll_read(cx, &mut read))?;
         let came = read.filled();
         if !came.is_empty() {
-            self.bytes.reserve(self.read_size.max(came.len()));
+            // Room for what came, no more: a head or a small answer (most
+            // reads here) then fits the allocator's small sizes, whose
+            // allocations cost a fraction of a 4 KiB one; a message that
+            // goes on grows the buffer on its next read.
+            self.bytes.reserve(came.len());
             self.bytes.extend_from_slice(came);
             while came.len() >= self.read_size && self.read_size < MAX_READ {
                 self.read_size *= 2;
