@@ -18,10 +18,12 @@ pub struct Decoded {
     pub include_usage: bool,
 }
 
+/// The request body. `M` is one message: [`TypedMessage`] first, and a
+/// plain JSON value when that does not fit (see [`decode_request`]).
 #[derive(Deserialize)]
-struct WireRequest {
+struct WireRequest<M> {
     model: String,
-    messages: Vec<Value>,
+    messages: Vec<M>,
     #[serde(default)]
     tools: Option<Vec<WireTool>>,
     #[serde(default)]
@@ -81,11 +83,83 @@ struct WireFunction {
     strict: Option<bool>,
 }
 
+/// A message with the fields the decoder reads, typed: serde fills it
+/// without building a map per message. Anything that does not fit (a
+/// message that is not an object, a field of another type, a repeated
+/// key) fails the typed parse, and the body is decoded again with
+/// [`Value`] messages, which accept every JSON value and name what is
+/// wrong in the decoder's own words; both give the same request for
+/// every body the typed parse accepts.
+#[derive(Deserialize)]
+struct TypedMessage {
+    role: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+}
+
+/// What [`decode_message`] reads of a message, however it was parsed.
+#[derive(Clone, Copy)]
+struct MessageFields<'a> {
+    role: Option<&'a str>,
+    name: Option<&'a str>,
+    content: Option<&'a Value>,
+    tool_calls: Option<&'a Value>,
+    tool_call_id: Option<&'a str>,
+}
+
+/// A parsed message, as [`MessageFields`].
+trait WireMessage {
+    /// The fields, or why this is no message.
+    fn fields(&self, index: usize) -> Result<MessageFields<'_>, GatewayError>;
+}
+
+impl WireMessage for TypedMessage {
+    fn fields(&self, _: usize) -> Result<MessageFields<'_>, GatewayError> {
+        Ok(MessageFields {
+            role: Some(&self.role),
+            name: self.name.as_deref(),
+            content: self.content.as_ref(),
+            tool_calls: self.tool_calls.as_ref(),
+            tool_call_id: self.tool_call_id.as_deref(),
+        })
+    }
+}
+
+impl WireMessage for Value {
+    fn fields(&self, index: usize) -> Result<MessageFields<'_>, GatewayError> {
+        let object = self.as_object().ok_or_else(|| {
+            GatewayError::invalid_param(
+                Param::Root("messages").index(index).to_string(),
+                "each message must be an object",
+            )
+        })?;
+        let text = |field: &str| object.get(field).and_then(Value::as_str);
+        Ok(MessageFields {
+            role: text("role"),
+            name: text("name"),
+            content: object.get("content"),
+            tool_calls: object.get("tool_calls"),
+            tool_call_id: text("tool_call_id"),
+        })
+    }
+}
+
 /// Decodes an OpenAI chat completions body into the canonical request.
 /// Errors name the parameter at fault (`messages[1].content`).
 pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
-    let wire: WireRequest = gateway_core::body::parse_body(body)?;
+    match serde_json::from_slice::<WireRequest<TypedMessage>>(body) {
+        Ok(wire) => decode_wire(wire),
+        Err(_) => decode_wire(gateway_core::body::parse_body::<WireRequest<Value>>(body)?),
+    }
+}
 
+fn decode_wire<M: WireMessage>(wire: WireRequest<M>) -> Result<Decoded, GatewayError> {
     if let Some(n) = wire.n
         && n != 1
     {
@@ -104,7 +178,7 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
         .messages
         .iter()
         .enumerate()
-        .map(|(index, message)| decode_message(index, message))
+        .map(|(index, message)| decode_message(index, message.fields(index)?))
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut tools = Vec::new();
@@ -163,25 +237,19 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
     })
 }
 
-fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> {
+fn decode_message(index: usize, fields: MessageFields<'_>) -> Result<Message, GatewayError> {
     let messages = Param::Root("messages");
     let at = messages.index(index);
-    let object = value.as_object().ok_or_else(|| {
-        GatewayError::invalid_param(at.to_string(), "each message must be an object")
-    })?;
     let role_param = at.field("role");
-    let role = object.get("role").and_then(Value::as_str).ok_or_else(|| {
+    let role = fields.role.ok_or_else(|| {
         GatewayError::invalid_param(
             role_param.to_string(),
             format!("'{role_param}' is required and must be a string"),
         )
     })?;
-    let name = object
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let name = fields.name.map(str::to_owned);
     let content_param = at.field("content");
-    let content = object.get("content").filter(|value| !value.is_null());
+    let content = fields.content.filter(|value| !value.is_null());
     let mut message = match role {
         "system" | "developer" => Message {
             role: Role::System,
@@ -203,7 +271,7 @@ fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> 
                 None => Vec::new(),
                 Some(_) => decode_content(content_param, content, false)?,
             },
-            tool_calls: decode_tool_calls(index, object.get("tool_calls"))?,
+            tool_calls: decode_tool_calls(index, fields.tool_calls)?,
             tool_call_id: None,
             name,
         },
@@ -212,9 +280,8 @@ fn decode_message(index: usize, value: &Value) -> Result<Message, GatewayError> 
             content: decode_content(content_param, content, false)?,
             tool_calls: Vec::new(),
             tool_call_id: Some(
-                object
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
+                fields
+                    .tool_call_id
                     .ok_or_else(|| {
                         let param = at.field("tool_call_id");
                         GatewayError::invalid_param(
@@ -582,6 +649,54 @@ fn encode_part(part: &ContentPart) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed message parse is a fast path only: wherever it succeeds,
+    /// the request (or the error) is the one the `Value` path gives.
+    #[test]
+    fn typed_messages_decode_as_value_messages_do() {
+        let bodies = [
+            FULL,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"ann","extra":[1]}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":null}]}"#,
+            r#"{"model":"m","messages":[{"role":"user"}]}"#,
+            r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"role":"tool","content":"x","tool_call_id":"c1"}]}"#,
+            r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]}]}"#,
+            r#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":null}]}"#,
+            r#"{"model":"m","messages":[{"role":"assistant","tool_calls":{"id":"c1"}}]}"#,
+            r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"role":"function","content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}"#,
+            r#"{"model":"m","messages":[{"role":"system","content":[{"type":"image_url","image_url":"u"}]}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+            r#"{"model":"m","messages":[{"role":5,"content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"content":"x"}]}"#,
+            r#"{"model":"m","messages":["hi"]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x","name":7}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","role":"system","content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"role":"tool","content":"x","tool_call_id":9}]}"#,
+            r#"{"model":"m","messages":[]}"#,
+        ];
+        let outcome = |decoded: Result<Decoded, GatewayError>| {
+            decoded.map_err(|err| (err.param, err.message))
+        };
+        let mut typed_count = 0;
+        for body in bodies {
+            let by_value = outcome(
+                gateway_core::body::parse_body::<WireRequest<Value>>(body.as_bytes())
+                    .and_then(decode_wire),
+            );
+            if let Ok(wire) = serde_json::from_slice::<WireRequest<TypedMessage>>(body.as_bytes()) {
+                typed_count += 1;
+                assert_eq!(outcome(decode_wire(wire)), by_value, "{body}");
+            }
+            assert_eq!(outcome(decode_request(body.as_bytes())), by_value, "{body}");
+        }
+        assert!(
+            typed_count >= 15,
+            "only {typed_count} bodies took the typed path"
+        );
+    }
 
     const FULL: &str = r#"{
         "model": "default",
