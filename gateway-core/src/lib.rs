@@ -12,6 +12,8 @@
 //!   trait dialects implement for their stream formats.
 //! * [`body`]: reading `model` and `stream` from a JSON body and rewriting
 //!   `model` in place, for routing and pass-through.
+//! * [`json`]: a strict JSON reader for the common bodies of the hot path,
+//!   with serde behind it for everything else.
 //! * [`param`]: paths to request parameters, spelled out only in errors.
 //! * [`secret`]: credentials that never print.
 //! * [`pipeline`]: the stages between router and adapter: keys, limits,
@@ -26,6 +28,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod json;
 pub mod param;
 pub mod pipeline;
 pub mod registry;

@@ -3,21 +3,20 @@
 //!
 //! serde's probe spent about 20 instructions a byte on a typical body,
 //! most of it in the generic visitor machinery around skipping
-//! `messages`; this scan is a plain loop that checks the same grammar.
+//! `messages`; this scan reads it with [`Reader`], a plain loop that checks
+//! the same grammar.
 //!
 //! It answers only when it is sure. Every body it does not accept gets
 //! `None` and goes to the serde probe, which then gives the answer or the
 //! error (so error texts stay serde's): invalid JSON, but also what is
 //! valid and merely unusual here, such as a repeated or escaped top-level
-//! key, a field of an unexpected type, an escaped model name, or nesting
-//! deeper than [`MAX_DEPTH`]. Architecture invariant: it never accepts a
-//! body the serde probe refuses.
+//! key, a field of an unexpected type, an escaped model name, or deep
+//! nesting. Architecture invariant: it never accepts a body the serde probe
+//! refuses.
 
 use std::ops::Range;
 
-/// Nesting this scan follows; deeper bodies go to serde (whose own limit
-/// is 128), so the recursion here stays shallow.
-const MAX_DEPTH: usize = 100;
+use crate::json::Reader;
 
 /// What the scan found.
 #[derive(Debug, PartialEq)]
@@ -32,319 +31,57 @@ pub(super) struct Scanned<'a> {
 
 /// Scans `body`; `None` when the serde probe must decide.
 pub(super) fn scan(body: &[u8]) -> Option<Scanned<'_>> {
-    let mut scanner = Scanner { bytes: body, at: 0 };
-    let found = scanner.top_level()?;
-    scanner.skip_whitespace();
-    (scanner.at == body.len()).then_some(found)
-}
-
-struct Scanner<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Scanner<'a> {
-    fn top_level(&mut self) -> Option<Scanned<'a>> {
-        let mut model = None;
-        let mut stream = None;
-        let mut include_usage = None;
-        self.skip_whitespace();
-        self.eat(b'{')?;
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return None;
-        }
-        loop {
-            self.skip_whitespace();
-            let key = self.key()?;
-            self.skip_whitespace();
-            self.eat(b':')?;
-            self.skip_whitespace();
-            match key {
-                b"model" if model.is_none() => {
-                    let start = self.at;
-                    let name = std::str::from_utf8(self.plain_string()?).ok()?;
-                    model = Some((name, start..self.at));
-                }
-                b"stream" if stream.is_none() => stream = Some(self.bool_or_null()?),
-                b"stream_options" if include_usage.is_none() => {
-                    include_usage = Some(self.stream_options()?);
-                }
-                b"model" | b"stream" | b"stream_options" => return None,
-                _ => self.value(1)?,
+    let mut reader = Reader::new(body);
+    let mut model = None;
+    let mut stream = None;
+    let mut include_usage = None;
+    reader.object(|reader, key| {
+        match key {
+            b"model" if model.is_none() => model = Some(reader.plain_str()?),
+            b"stream" if stream.is_none() => stream = Some(bool_or_null(reader)?),
+            b"stream_options" if include_usage.is_none() => {
+                include_usage = Some(stream_options(reader)?);
             }
-            self.skip_whitespace();
-            match self.next()? {
-                b',' => {}
-                b'}' => break,
-                _ => return None,
-            }
+            b"model" | b"stream" | b"stream_options" => return None,
+            _ => reader.skip()?,
         }
-        let (model, model_span) = model?;
-        Some(Scanned {
-            model,
-            model_span,
-            stream: stream.flatten().unwrap_or(false),
-            include_usage: include_usage.flatten().unwrap_or(false),
-        })
-    }
-
-    /// `stream_options`: null, or an object whose `include_usage` is a
-    /// boolean or null; its other fields are skipped.
-    fn stream_options(&mut self) -> Option<Option<bool>> {
-        if self.bytes[self.at..].starts_with(b"null") {
-            self.at += 4;
-            return Some(None);
-        }
-        self.eat(b'{')?;
-        self.skip_whitespace();
-        let mut include_usage = None;
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(None);
-        }
-        loop {
-            self.skip_whitespace();
-            let key = self.key()?;
-            self.skip_whitespace();
-            self.eat(b':')?;
-            self.skip_whitespace();
-            if key == b"include_usage" {
-                if include_usage.is_some() {
-                    return None;
-                }
-                include_usage = Some(self.bool_or_null()?);
-            } else {
-                self.value(2)?;
-            }
-            self.skip_whitespace();
-            match self.next()? {
-                b',' => {}
-                b'}' => return Some(include_usage.flatten()),
-                _ => return None,
-            }
-        }
-    }
-
-    fn bool_or_null(&mut self) -> Option<Option<bool>> {
-        for (word, value) in [
-            (&b"true"[..], Some(true)),
-            (b"false", Some(false)),
-            (b"null", None),
-        ] {
-            if self.bytes[self.at..].starts_with(word) {
-                self.at += word.len();
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    /// Skips one JSON value at nesting `depth`.
-    fn value(&mut self, depth: usize) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.string(),
-            b'{' => self.object(depth + 1),
-            b'[' => self.array(depth + 1),
-            b't' => self.word(b"true"),
-            b'f' => self.word(b"false"),
-            b'n' => self.word(b"null"),
-            _ => self.number(),
-        }
-    }
-
-    fn object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.at += 1;
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.skip_whitespace();
-            if self.peek()? != b'"' {
-                return None;
-            }
-            self.string()?;
-            self.skip_whitespace();
-            self.eat(b':')?;
-            self.skip_whitespace();
-            self.value(depth)?;
-            self.skip_whitespace();
-            match self.next()? {
-                b',' => {}
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
-
-    fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.at += 1;
-        self.skip_whitespace();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.skip_whitespace();
-            self.value(depth)?;
-            self.skip_whitespace();
-            match self.next()? {
-                b',' => {}
-                b']' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
-
-    fn word(&mut self, word: &[u8]) -> Option<()> {
-        self.bytes[self.at..].starts_with(word).then(|| {
-            self.at += word.len();
-        })
-    }
-
-    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
-    fn number(&mut self) -> Option<()> {
-        if self.peek()? == b'-' {
-            self.at += 1;
-        }
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            self.digit()?;
-            self.digits();
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            self.digit()?;
-            self.digits();
-        }
-        // A digit straight after `0` (a leading zero) is not JSON; the
-        // caller sees it as a missing separator and refuses too.
         Some(())
-    }
+    })?;
+    reader.end()?;
+    let (model, model_span) = model?;
+    Some(Scanned {
+        model,
+        model_span,
+        stream: stream.flatten().unwrap_or(false),
+        include_usage: include_usage.flatten().unwrap_or(false),
+    })
+}
 
-    fn digit(&mut self) -> Option<()> {
-        self.next()?.is_ascii_digit().then_some(())
+/// `stream_options`: null, or an object whose `include_usage` is a boolean
+/// or null; its other fields are skipped.
+fn stream_options(reader: &mut Reader<'_>) -> Option<Option<bool>> {
+    if reader.null() {
+        return Some(None);
     }
-
-    fn digits(&mut self) {
-        while self.peek().is_some_and(|byte| byte.is_ascii_digit()) {
-            self.at += 1;
+    let mut include_usage = None;
+    reader.object(|reader, key| {
+        if key != b"include_usage" {
+            return reader.skip();
         }
-    }
-
-    /// A string without escapes (the model name, or a key): its bytes,
-    /// inside the quotes. One with escapes is left to serde.
-    fn plain_string(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let start = self.at;
-        self.skip_plain();
-        self.eat(b'"')?;
-        Some(&self.bytes[start..self.at - 1])
-    }
-
-    /// A field name serde reads (it checks those are UTF-8, unlike the
-    /// strings it skips).
-    fn key(&mut self) -> Option<&'a [u8]> {
-        let key = self.plain_string()?;
-        (key.is_ascii() || std::str::from_utf8(key).is_ok()).then_some(key)
-    }
-
-    /// Skips any string, its escapes checked.
-    fn string(&mut self) -> Option<()> {
-        self.eat(b'"')?;
-        loop {
-            self.skip_plain();
-            match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => self.escape()?,
-                _ => return None,
-            }
+        if include_usage.is_some() {
+            return None;
         }
-    }
+        include_usage = Some(bool_or_null(reader)?);
+        Some(())
+    })?;
+    Some(include_usage.flatten())
+}
 
-    /// After a backslash: one of JSON's escapes. A `\u` escape needs four
-    /// hex digits and nothing more, as serde asks of a string it skips.
-    fn escape(&mut self) -> Option<()> {
-        match self.next()? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
-            b'u' => {
-                let hex = self.bytes.get(self.at..self.at + 4)?;
-                self.at += 4;
-                hex.iter().all(u8::is_ascii_hexdigit).then_some(())
-            }
-            _ => None,
-        }
+fn bool_or_null(reader: &mut Reader<'_>) -> Option<Option<bool>> {
+    if reader.null() {
+        return Some(None);
     }
-
-    /// Moves to the next quote, backslash or control character (or the
-    /// end), eight bytes at a time where it can.
-    fn skip_plain(&mut self) {
-        const ONES: u64 = u64::from_ne_bytes([1; 8]);
-        const HIGH: u64 = ONES << 7;
-        let rest = &self.bytes[self.at..];
-        let mut chunks = rest.chunks_exact(8);
-        for chunk in chunks.by_ref() {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            let chars = u64::from_le_bytes(word);
-            let control = chars.wrapping_sub(ONES * 0x20) & !chars;
-            let quote = chars ^ (ONES * u64::from(b'"'));
-            let quote = quote.wrapping_sub(ONES) & !quote;
-            let backslash = chars ^ (ONES * u64::from(b'\\'));
-            let backslash = backslash.wrapping_sub(ONES) & !backslash;
-            let found = (control | quote | backslash) & HIGH;
-            if found != 0 {
-                // The lowest flagged byte is a true match (borrows only
-                // run upwards from one).
-                self.at += found.trailing_zeros() as usize / 8;
-                return;
-            }
-            self.at += 8;
-        }
-        for &byte in chunks.remainder() {
-            if byte == b'"' || byte == b'\\' || byte < 0x20 {
-                return;
-            }
-            self.at += 1;
-        }
-    }
-
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.next()? == byte).then_some(())
-    }
+    reader.bool().map(Some)
 }
 
 #[cfg(test)]

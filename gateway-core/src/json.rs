@@ -1,0 +1,431 @@
+//! A strict JSON reader for the hot path's common bodies, without serde.
+//!
+//! serde's derived visitors cost tens of instructions for every key and
+//! string (UTF-8 checks, identifier matching, generic dispatch), which made
+//! JSON a third of a translated request's work. [`Reader`] is a plain loop
+//! over the bytes that checks JSON's grammar as it goes and lets its caller
+//! pick out the fields it wants.
+//!
+//! It is a fast path, never the only path: every method returns `None` for
+//! whatever it does not handle (invalid JSON, but also a key with escapes,
+//! a lone surrogate, a number that is not a plain `u64` where one is
+//! asked for, nesting past [`MAX_DEPTH`]), and its callers then decode the
+//! body with serde, which gives the answer or the error. Architecture
+//! invariant: a caller's fast path never accepts a body that its serde path
+//! refuses, nor reads one differently; each keeps a differential test.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// Nesting [`Reader::skip`] follows; deeper values go to serde (whose own
+/// limit is 128), so the recursion here stays shallow.
+const MAX_DEPTH: usize = 100;
+
+/// Reads one JSON text from the front of a byte slice.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    /// Whether only whitespace is left.
+    pub fn end(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        (self.at == self.bytes.len()).then_some(())
+    }
+
+    /// Reads an object, calling `member` with the reader placed on each
+    /// member's value and the member's key, which has no escapes and is
+    /// UTF-8 (serde checks the field names it reads). `member` must read
+    /// or skip the value.
+    pub fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.skip_whitespace();
+        self.eat(b'{')?;
+        self.skip_whitespace();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            let key = self.plain_bytes()?;
+            if !key.is_ascii() {
+                std::str::from_utf8(key).ok()?;
+            }
+            self.skip_whitespace();
+            self.eat(b':')?;
+            member(self, key)?;
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads an array, calling `element` with the reader placed on each
+    /// element. `element` must read or skip it.
+    pub fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.skip_whitespace();
+        self.eat(b'[')?;
+        self.skip_whitespace();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads `null` if that is the next value.
+    pub fn null(&mut self) -> bool {
+        self.skip_whitespace();
+        self.word(b"null").is_some()
+    }
+
+    /// Reads `true` or `false`.
+    pub fn bool(&mut self) -> Option<bool> {
+        self.skip_whitespace();
+        match self.peek()? {
+            b't' => self.word(b"true").map(|()| true),
+            b'f' => self.word(b"false").map(|()| false),
+            _ => None,
+        }
+    }
+
+    /// Reads a whole number that fits in a `u64`, written without sign,
+    /// fraction or exponent (which serde would read as a float).
+    pub fn u64(&mut self) -> Option<u64> {
+        self.skip_whitespace();
+        let start = self.at;
+        let first = self.next()?;
+        if !first.is_ascii_digit() {
+            return None;
+        }
+        let mut value = u64::from(first - b'0');
+        while let Some(byte) = self.peek().filter(u8::is_ascii_digit) {
+            if first == b'0' {
+                return None;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+            self.at += 1;
+        }
+        match self.peek() {
+            Some(b'.' | b'e' | b'E') => None,
+            _ => (self.at > start).then_some(value),
+        }
+    }
+
+    /// Reads a string without escapes, borrowed, with where it stands in
+    /// the bytes (quotes included).
+    pub fn plain_str(&mut self) -> Option<(&'a str, Range<usize>)> {
+        self.skip_whitespace();
+        let start = self.at;
+        let text = std::str::from_utf8(self.plain_bytes()?).ok()?;
+        Some((text, start..self.at))
+    }
+
+    /// Reads a string, borrowed when it has no escapes and decoded when it
+    /// has (a lone surrogate, which serde refuses, gives `None`).
+    pub fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.skip_whitespace();
+        self.eat(b'"')?;
+        let start = self.at;
+        self.skip_plain();
+        if self.peek()? == b'"' {
+            self.at += 1;
+            return std::str::from_utf8(&self.bytes[start..self.at - 1])
+                .ok()
+                .map(Cow::Borrowed);
+        }
+        let mut decoded = Vec::with_capacity(self.at - start + 16);
+        decoded.extend_from_slice(&self.bytes[start..self.at]);
+        loop {
+            match self.next()? {
+                b'"' => return String::from_utf8(decoded).ok().map(Cow::Owned),
+                b'\\' => self.unescape(&mut decoded)?,
+                _ => return None,
+            }
+            let run = self.at;
+            self.skip_plain();
+            decoded.extend_from_slice(&self.bytes[run..self.at]);
+        }
+    }
+
+    /// Skips one value of any kind, checking it.
+    pub fn skip(&mut self) -> Option<()> {
+        self.skip_value(0)
+    }
+
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_whitespace();
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'{' => self.object(|reader, _| reader.skip_value(depth + 1)),
+            b'[' => self.array(|reader| reader.skip_value(depth + 1)),
+            b't' => self.word(b"true"),
+            b'f' => self.word(b"false"),
+            b'n' => self.word(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.peek()? == b'-' {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.digit()?;
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.digit()?;
+            self.digits();
+        }
+        // A digit straight after `0` (a leading zero) is not JSON; the
+        // caller sees it where a separator belongs and refuses.
+        Some(())
+    }
+
+    fn digit(&mut self) -> Option<()> {
+        self.next()?.is_ascii_digit().then_some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|byte| byte.is_ascii_digit()) {
+            self.at += 1;
+        }
+    }
+
+    fn word(&mut self, word: &[u8]) -> Option<()> {
+        self.bytes[self.at..].starts_with(word).then(|| {
+            self.at += word.len();
+        })
+    }
+
+    /// The bytes of a string without escapes; `None` for one with them.
+    fn plain_bytes(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.at;
+        self.skip_plain();
+        self.eat(b'"')?;
+        Some(&self.bytes[start..self.at - 1])
+    }
+
+    /// Skips any string, its escapes checked.
+    fn skip_string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            self.skip_plain();
+            match self.next()? {
+                b'"' => return Some(()),
+                b'\\' => self.escape()?,
+                _ => return None,
+            }
+        }
+    }
+
+    /// After a backslash, in a string being skipped: one of JSON's escapes.
+    /// A `\u` escape needs four hex digits and nothing more, as serde asks
+    /// of a string it skips.
+    fn escape(&mut self) -> Option<()> {
+        match self.next()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
+            b'u' => self.hex4().map(drop),
+            _ => None,
+        }
+    }
+
+    /// After a backslash, in a string being decoded: the escaped character
+    /// appended to `out`.
+    fn unescape(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let byte = match self.next()? {
+            byte @ (b'"' | b'\\' | b'/') => byte,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let unit = self.hex4()?;
+                let code = match unit {
+                    0xd800..=0xdbff => {
+                        self.eat(b'\\')?;
+                        self.eat(b'u')?;
+                        let low = self.hex4()?;
+                        if !(0xdc00..=0xdfff).contains(&low) {
+                            return None;
+                        }
+                        0x10000 + ((u32::from(unit) - 0xd800) << 10) + (u32::from(low) - 0xdc00)
+                    }
+                    0xdc00..=0xdfff => return None,
+                    _ => u32::from(unit),
+                };
+                let mut buffer = [0; 4];
+                out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut buffer).as_bytes());
+                return Some(());
+            }
+            _ => return None,
+        };
+        out.push(byte);
+        Some(())
+    }
+
+    fn hex4(&mut self) -> Option<u16> {
+        let hex = self.bytes.get(self.at..self.at + 4)?;
+        self.at += 4;
+        let mut value = 0;
+        for &digit in hex {
+            value = value * 16 + u16::try_from(char::from(digit).to_digit(16)?).ok()?;
+        }
+        Some(value)
+    }
+
+    /// Moves to the next quote, backslash or control character (or the
+    /// end), eight bytes at a time where it can.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = u64::from_ne_bytes([1; 8]);
+        const HIGH: u64 = ONES << 7;
+        let rest = &self.bytes[self.at..];
+        let mut chunks = rest.chunks_exact(8);
+        for chunk in chunks.by_ref() {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            let chars = u64::from_le_bytes(word);
+            let control = chars.wrapping_sub(ONES * 0x20) & !chars;
+            let quote = chars ^ (ONES * u64::from(b'"'));
+            let quote = quote.wrapping_sub(ONES) & !quote;
+            let backslash = chars ^ (ONES * u64::from(b'\\'));
+            let backslash = backslash.wrapping_sub(ONES) & !backslash;
+            let found = (control | quote | backslash) & HIGH;
+            if found != 0 {
+                // The lowest flagged byte is a true match (borrows only
+                // run upwards from one).
+                self.at += found.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.at += 8;
+        }
+        for &byte in chunks.remainder() {
+            if byte == b'"' || byte == b'\\' || byte < 0x20 {
+                return;
+            }
+            self.at += 1;
+        }
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reader;
+
+    #[test]
+    fn strings_decode_as_serde_decodes_them() {
+        let cases: [&str; 7] = [
+            r#""plain""#,
+            r#""a\"b\\c\/d\be\ff\ng\rh\ti""#,
+            r#""caf\u00e9 \u2713 \ud83d\ude80""#,
+            "\"raw ünïcödé ✓ 🚀\"",
+            r#""""#,
+            r#""\u0000""#,
+            r#""ends with escape\n""#,
+        ];
+        for case in cases {
+            let expected: String = serde_json::from_str(case).expect("valid");
+            let mut reader = Reader::new(case.as_bytes());
+            assert_eq!(
+                reader.string().as_deref(),
+                Some(expected.as_str()),
+                "{case}"
+            );
+            assert_eq!(reader.end(), Some(()));
+        }
+        let refused: [&[u8]; 7] = [
+            br#""\ud83d""#,
+            br#""\ude80""#,
+            br#""\ud83d\u0041""#,
+            br#""\x""#,
+            b"\"tab\there\"",
+            br#""open"#,
+            b"\"\xff\"",
+        ];
+        for case in refused {
+            let text = String::from_utf8_lossy(case);
+            assert_eq!(Reader::new(case).string(), None, "{text}");
+            assert!(serde_json::from_slice::<String>(case).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_u64_only_when_serde_reads_them_so() {
+        for (text, expected) in [
+            ("0", Some(0)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("-1", None),
+            ("1.0", None),
+            ("1e3", None),
+            ("01", None),
+            ("x", None),
+        ] {
+            let mut reader = Reader::new(text.as_bytes());
+            let read = reader.u64().filter(|_| reader.end().is_some());
+            assert_eq!(read, expected, "{text}");
+            assert_eq!(
+                serde_json::from_str::<u64>(text).ok(),
+                expected,
+                "serde on {text}"
+            );
+        }
+    }
+}
