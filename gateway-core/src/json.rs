@@ -1,4 +1,5 @@
-//! A strict JSON reader for the hot path's common bodies, without serde.
+//! A strict JSON reader for the hot path's common bodies, and the pieces
+//! to write them, without serde.
 //!
 //! serde's derived visitors cost tens of instructions for every key and
 //! string (UTF-8 checks, identifier matching, generic dispatch), which made
@@ -13,6 +14,11 @@
 //! body with serde, which gives the answer or the error. Architecture
 //! invariant: a caller's fast path never accepts a body that its serde path
 //! refuses, nor reads one differently; each keeps a differential test.
+//!
+//! [`write_str`], [`write_u64`] and [`write_f64`] write values byte for byte
+//! as serde_json does, for encoders that write a common body's fixed parts
+//! as they are instead of serialising a struct (serde escapes every field
+//! name of a struct on every call).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -312,36 +318,9 @@ impl<'a> Reader<'a> {
     }
 
     /// Moves to the next quote, backslash or control character (or the
-    /// end), eight bytes at a time where it can.
+    /// end).
     fn skip_plain(&mut self) {
-        const ONES: u64 = u64::from_ne_bytes([1; 8]);
-        const HIGH: u64 = ONES << 7;
-        let rest = &self.bytes[self.at..];
-        let mut chunks = rest.chunks_exact(8);
-        for chunk in chunks.by_ref() {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            let chars = u64::from_le_bytes(word);
-            let control = chars.wrapping_sub(ONES * 0x20) & !chars;
-            let quote = chars ^ (ONES * u64::from(b'"'));
-            let quote = quote.wrapping_sub(ONES) & !quote;
-            let backslash = chars ^ (ONES * u64::from(b'\\'));
-            let backslash = backslash.wrapping_sub(ONES) & !backslash;
-            let found = (control | quote | backslash) & HIGH;
-            if found != 0 {
-                // The lowest flagged byte is a true match (borrows only
-                // run upwards from one).
-                self.at += found.trailing_zeros() as usize / 8;
-                return;
-            }
-            self.at += 8;
-        }
-        for &byte in chunks.remainder() {
-            if byte == b'"' || byte == b'\\' || byte < 0x20 {
-                return;
-            }
-            self.at += 1;
-        }
+        self.at += plain_run(&self.bytes[self.at..]);
     }
 
     fn skip_whitespace(&mut self) {
@@ -365,9 +344,102 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// How many bytes at the start of `bytes` a JSON string holds as they
+/// are: up to the first quote, backslash or control character. Eight bytes
+/// at a time where it can.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let mut run = 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let chars = u64::from_le_bytes(word);
+        let control = chars.wrapping_sub(ONES * 0x20) & !chars;
+        let quote = chars ^ (ONES * u64::from(b'"'));
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = chars ^ (ONES * u64::from(b'\\'));
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        let found = (control | quote | backslash) & HIGH;
+        if found != 0 {
+            // The lowest flagged byte is a true match (borrows only run
+            // upwards from one).
+            return run + found.trailing_zeros() as usize / 8;
+        }
+        run += 8;
+    }
+    for &byte in chunks.remainder() {
+        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+            return run;
+        }
+        run += 1;
+    }
+    run
+}
+
+/// Appends `text` as a JSON string, byte for byte as serde_json writes it:
+/// quote, backslash and control characters escaped (the short forms where
+/// JSON has them, `\u00XX` otherwise), everything else as it is.
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    let mut rest = text.as_bytes();
+    out.reserve(rest.len() + 2);
+    out.push(b'"');
+    loop {
+        let run = plain_run(rest);
+        out.extend_from_slice(&rest[..run]);
+        let Some(&byte) = rest.get(run) else {
+            break;
+        };
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+        }
+        rest = &rest[run + 1..];
+    }
+    out.push(b'"');
+}
+
+/// Appends `value` as serde_json writes it.
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Appends `value` as serde_json writes it (`null` when not finite).
+pub fn write_f64(out: &mut Vec<u8>, value: f64) {
+    // Writing a number into memory cannot fail.
+    let _ = serde_json::to_writer(out, &value);
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Reader;
+    use super::{Reader, write_str};
+
+    #[test]
+    fn strings_are_written_as_serde_writes_them() {
+        let mut every_control: String = (0u8..0x20).map(char::from).collect();
+        every_control
+            .push_str("\u{7f} \"quoted\" back\\slash / ünïcödé ✓ 🚀 and a longer plain run");
+        for text in ["", "plain", "ends with a quote\"", every_control.as_str()] {
+            let mut written = Vec::new();
+            write_str(&mut written, text);
+            assert_eq!(
+                String::from_utf8(written).expect("utf8"),
+                serde_json::to_string(text).expect("string"),
+            );
+        }
+    }
 
     #[test]
     fn strings_decode_as_serde_decodes_them() {

@@ -1,10 +1,11 @@
 //! Messages API requests: Anthropic JSON ↔ [`ChatRequest`].
 
+use gateway_core::json::{write_f64, write_str, write_u64};
 use gateway_core::{
     ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, Param, ResponseFormat,
     Role, Tool, ToolCall, ToolChoice,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{DEFAULT_MAX_TOKENS, DIALECT};
@@ -520,38 +521,90 @@ pub fn encode_plain_request(request: &ChatRequest) -> Option<Vec<u8>> {
         stop_sequences: &request.stop,
         stream: request.stream,
     };
-    serde_json::to_vec(&body).ok()
+    Some(body.to_json())
 }
 
 /// A plain request's body, fields in [`encode_request`]'s order.
-#[derive(Serialize)]
 struct PlainRequest<'a> {
     model: &'a str,
     max_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<String>,
     messages: Vec<PlainTurn<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
 }
 
-#[derive(Serialize)]
 struct PlainTurn<'a> {
     role: &'static str,
     content: Vec<PlainText<'a>>,
 }
 
-#[derive(Serialize)]
 struct PlainText<'a> {
-    #[serde(rename = "type")]
     kind: &'static str,
     text: &'a str,
+}
+
+impl PlainRequest<'_> {
+    /// The body as JSON, written piece by piece rather than serialised
+    /// (serde escapes every field name on every call): the bytes
+    /// [`encode_request`]'s `Value` serialises to, as a test holds it.
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"model\":");
+        write_str(&mut out, self.model);
+        out.extend_from_slice(b",\"max_tokens\":");
+        write_u64(&mut out, u64::from(self.max_tokens));
+        if let Some(system) = &self.system {
+            out.extend_from_slice(b",\"system\":");
+            write_str(&mut out, system);
+        }
+        out.extend_from_slice(b",\"messages\":[");
+        for (index, turn) in self.messages.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"role\":");
+            write_str(&mut out, turn.role);
+            out.extend_from_slice(b",\"content\":[");
+            for (index, text) in turn.content.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"type\":");
+                write_str(&mut out, text.kind);
+                out.extend_from_slice(b",\"text\":");
+                write_str(&mut out, text.text);
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.push(b']');
+        if let Some(temperature) = self.temperature {
+            out.extend_from_slice(b",\"temperature\":");
+            write_f64(&mut out, temperature);
+        }
+        if let Some(top_p) = self.top_p {
+            out.extend_from_slice(b",\"top_p\":");
+            write_f64(&mut out, top_p);
+        }
+        if !self.stop_sequences.is_empty() {
+            out.extend_from_slice(b",\"stop_sequences\":[");
+            for (index, stop) in self.stop_sequences.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, stop);
+            }
+            out.push(b']');
+        }
+        if self.stream {
+            out.extend_from_slice(b",\"stream\":true");
+        }
+        out.push(b'}');
+        out
+    }
 }
 
 fn encode_message(message: &Message) -> Result<(&'static str, Vec<Value>), GatewayError> {

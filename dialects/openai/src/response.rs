@@ -1,5 +1,6 @@
 //! Non-streamed chat completions: OpenAI JSON ↔ [`ChatResponse`].
 
+use gateway_core::json::{write_str, write_u64};
 use gateway_core::{ChatResponse, FinishReason, GatewayError, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 
@@ -243,6 +244,88 @@ struct OutFunction<'a> {
     arguments: &'a str,
 }
 
+impl Completion<'_> {
+    /// The body as JSON: the bytes serde writes for it, written without
+    /// serde's per-field work (a test holds the two to the same bytes).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"id\":");
+        write_str(&mut out, &self.id);
+        out.extend_from_slice(b",\"object\":");
+        write_str(&mut out, self.object);
+        out.extend_from_slice(b",\"created\":");
+        write_u64(&mut out, self.created);
+        out.extend_from_slice(b",\"model\":");
+        write_str(&mut out, self.model);
+        out.extend_from_slice(b",\"choices\":[");
+        for (index, choice) in self.choices.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            choice.write_json(&mut out);
+        }
+        out.push(b']');
+        if let Some(usage) = &self.usage {
+            out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+            write_u64(&mut out, usage.prompt_tokens);
+            out.extend_from_slice(b",\"completion_tokens\":");
+            write_u64(&mut out, usage.completion_tokens);
+            out.extend_from_slice(b",\"total_tokens\":");
+            write_u64(&mut out, usage.total_tokens);
+            if let Some(details) = &usage.prompt_tokens_details {
+                out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+                write_optional(&mut out, details.cached_tokens, write_u64);
+                out.push(b'}');
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+impl OutChoice<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"index\":");
+        write_u64(out, u64::from(self.index));
+        out.extend_from_slice(b",\"message\":{\"role\":");
+        write_str(out, self.message.role);
+        out.extend_from_slice(b",\"content\":");
+        write_optional(out, self.message.content, write_str);
+        out.extend_from_slice(b",\"refusal\":");
+        write_optional(out, self.message.refusal, write_str);
+        if !self.message.tool_calls.is_empty() {
+            out.extend_from_slice(b",\"tool_calls\":[");
+            for (index, call) in self.message.tool_calls.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"id\":");
+                write_str(out, call.id);
+                out.extend_from_slice(b",\"type\":");
+                write_str(out, call.kind);
+                out.extend_from_slice(b",\"function\":{\"name\":");
+                write_str(out, call.function.name);
+                out.extend_from_slice(b",\"arguments\":");
+                write_str(out, call.function.arguments);
+                out.extend_from_slice(b"}}");
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":");
+        write_str(out, self.finish_reason);
+        out.push(b'}');
+    }
+}
+
+/// `value` written by `write`, or `null`.
+fn write_optional<T>(out: &mut Vec<u8>, value: Option<T>, write: fn(&mut Vec<u8>, T)) {
+    match value {
+        Some(value) => write(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// OpenAI-style completion id for a gateway id: kept when it already looks
 /// like one.
 pub fn completion_id(id: &str) -> String {
@@ -274,6 +357,56 @@ mod tests {
         for body in [&b"not json"[..], br#"{"choices":[]}"#] {
             let err = decode_response(body).expect_err("broken");
             assert_eq!(err.status(), 502);
+        }
+    }
+
+    #[test]
+    fn the_hand_written_body_is_the_bytes_serde_writes() {
+        let call = |id: &str, arguments: &str| ToolCall {
+            id: id.into(),
+            name: "f\"n".into(),
+            arguments: arguments.into(),
+        };
+        let responses = [
+            ChatResponse {
+                id: "req1".into(),
+                model: "echo".into(),
+                text: "Hello \"there\"\n\u{1}é".into(),
+                tool_calls: Vec::new(),
+                finish_reason: FinishReason::Stop,
+                usage: Some(Usage {
+                    input: 3,
+                    output: 2,
+                    cached: Some(1),
+                }),
+            },
+            ChatResponse {
+                id: "chatcmpl-x".into(),
+                model: "m".into(),
+                text: String::new(),
+                tool_calls: vec![call("call_0", "{}"), call("call_1", r#"{"x":1}"#)],
+                finish_reason: FinishReason::ToolCalls,
+                usage: None,
+            },
+            ChatResponse {
+                id: String::new(),
+                model: String::new(),
+                text: "both".into(),
+                tool_calls: vec![call("c", "")],
+                finish_reason: FinishReason::Other("odd".into()),
+                usage: Some(Usage {
+                    input: u64::MAX / 2,
+                    output: 0,
+                    cached: None,
+                }),
+            },
+        ];
+        for response in &responses {
+            let completion = encode_response(response, 1_700_000_000);
+            assert_eq!(
+                String::from_utf8(completion.to_json()).expect("utf8"),
+                serde_json::to_string(&completion).expect("json")
+            );
         }
     }
 

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::frontend::exchange::{Dialect, Exchange, needs_translation, respond, set_pointer};
-use crate::frontend::shared::{self, body_rejection, json_response, sse_response, unix_now};
+use crate::frontend::shared::{
+    self, body_rejection, encoded_json_response, sse_response, unix_now,
+};
 use crate::frontend::usage;
 use crate::request_id::RequestId;
 
@@ -120,7 +122,7 @@ async fn handle(
                 Err(err) => encoder.encode_error(&err, out),
             })
         },
-        |response| json_response(&encode_response(&response, created)),
+        |response| encoded_json_response(encode_response(&response, created).to_json()),
     ))
 }
 

@@ -48,19 +48,22 @@ pub(crate) fn listable_names(state: &AppState, key: Option<&KeyPolicy>) -> Vec<S
 pub(crate) fn json_response(value: &impl serde::Serialize) -> Response {
     let mut json = Vec::with_capacity(JSON_CAPACITY);
     match serde_json::to_writer(&mut json, value) {
-        Ok(()) => {
-            let mut response = Response::new(Body::from(json));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Ok(()) => encoded_json_response(json),
         Err(err) => error_response(
             &GatewayError::internal(format!("cannot encode the answer: {err}")),
             serde_json::json!({"error": {"message": err.to_string()}}),
         ),
     }
+}
+
+/// A 200 whose body is `json`, already encoded.
+pub(crate) fn encoded_json_response(json: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(json));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The initial size of a JSON answer's buffer: a short completion fits.
