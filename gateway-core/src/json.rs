@@ -99,6 +99,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Whether the next value is a string (nothing is read).
+    pub fn at_string(&mut self) -> bool {
+        self.skip_whitespace();
+        self.peek() == Some(b'"')
+    }
+
     /// Reads `null` if that is the next value.
     pub fn null(&mut self) -> bool {
         self.skip_whitespace();
@@ -136,6 +142,20 @@ impl<'a> Reader<'a> {
             Some(b'.' | b'e' | b'E') => None,
             _ => (self.at > start).then_some(value),
         }
+    }
+
+    /// Reads a number as an `f64`, the value serde reads (both round
+    /// correctly); `None` for one out of range, and for `-0`, whose sign
+    /// serde's integer path drops.
+    pub fn f64(&mut self) -> Option<f64> {
+        self.skip_whitespace();
+        let start = self.at;
+        self.number()?;
+        let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
+        if text == "-0" {
+            return None;
+        }
+        text.parse::<f64>().ok().filter(|value| value.is_finite())
     }
 
     /// Reads a string without escapes, borrowed, with where it stands in

@@ -1,5 +1,8 @@
 //! Chat completions requests: OpenAI JSON ↔ [`ChatRequest`].
 
+use std::borrow::Cow;
+
+use gateway_core::json::Reader;
 use gateway_core::{
     ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, Param, ResponseFormat,
     Role, Tool, ToolCall, ToolChoice,
@@ -153,10 +156,179 @@ impl WireMessage for Value {
 /// Decodes an OpenAI chat completions body into the canonical request.
 /// Errors name the parameter at fault (`messages[1].content`).
 pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
+    if let Some(wire) = read_plain_request(body) {
+        return decode_wire(wire);
+    }
     match serde_json::from_slice::<WireRequest<TypedMessage>>(body) {
         Ok(wire) => decode_wire(wire),
         Err(_) => decode_wire(gateway_core::body::parse_body::<WireRequest<Value>>(body)?),
     }
+}
+
+/// The common request read with [`Reader`] rather than serde (whose field
+/// matching was a tenth of a translated request): the fields below, text
+/// messages, no tools, response format, metadata or other fields. `None`
+/// for anything else, and for any body serde would read differently or
+/// refuse (a repeated field, a field of another type), which
+/// [`decode_request`] then parses with serde as before.
+fn read_plain_request(body: &[u8]) -> Option<WireRequest<TypedMessage>> {
+    let mut reader = Reader::new(body);
+    let mut model = None;
+    let mut messages = None;
+    let mut temperature = None;
+    let mut top_p = None;
+    let mut max_tokens = None;
+    let mut max_completion_tokens = None;
+    let mut stop = None;
+    let mut stream = None;
+    let mut stream_options = None;
+    let mut n = None;
+    // Fields taken only as null, as serde reads them when they are.
+    let mut nulls = [false; 4];
+    reader.object(|reader, key| {
+        match key {
+            b"model" if model.is_none() => model = Some(reader.string()?.into_owned()),
+            b"messages" if messages.is_none() => {
+                let mut list = Vec::new();
+                reader.array(|reader| {
+                    list.push(read_plain_message(reader)?);
+                    Some(())
+                })?;
+                messages = Some(list);
+            }
+            b"temperature" if temperature.is_none() => {
+                temperature = Some(nullable(reader, Reader::f64)?);
+            }
+            b"top_p" if top_p.is_none() => top_p = Some(nullable(reader, Reader::f64)?),
+            b"max_tokens" if max_tokens.is_none() => max_tokens = Some(nullable(reader, read_u32)?),
+            b"max_completion_tokens" if max_completion_tokens.is_none() => {
+                max_completion_tokens = Some(nullable(reader, read_u32)?);
+            }
+            b"n" if n.is_none() => n = Some(nullable(reader, read_u32)?),
+            b"stop" if stop.is_none() => stop = Some(nullable(reader, read_stop)?),
+            b"stream" if stream.is_none() => stream = Some(nullable(reader, Reader::bool)?),
+            b"stream_options" if stream_options.is_none() => {
+                stream_options = Some(nullable(reader, read_stream_options)?);
+            }
+            b"tools" | b"tool_choice" | b"response_format" | b"metadata" => {
+                let slot = match key {
+                    b"tools" => 0,
+                    b"tool_choice" => 1,
+                    b"response_format" => 2,
+                    _ => 3,
+                };
+                if std::mem::replace(&mut nulls[slot], true) || !reader.null() {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    reader.end()?;
+    Some(WireRequest {
+        model: model?,
+        messages: messages?,
+        tools: None,
+        tool_choice: None,
+        temperature: temperature.flatten(),
+        top_p: top_p.flatten(),
+        max_tokens: max_tokens.flatten(),
+        max_completion_tokens: max_completion_tokens.flatten(),
+        stop: stop.flatten(),
+        response_format: None,
+        stream: stream.flatten(),
+        stream_options: stream_options.flatten(),
+        metadata: None,
+        n: n.flatten(),
+        extra: Map::new(),
+    })
+}
+
+/// A message of [`read_plain_request`]: its content text or null, no tool
+/// calls; other fields are checked and skipped, as serde skips them.
+fn read_plain_message(reader: &mut Reader<'_>) -> Option<TypedMessage> {
+    let mut role = None;
+    let mut name = None;
+    let mut content = None;
+    let mut tool_call_id = None;
+    let mut tool_calls = false;
+    reader.object(|reader, key| {
+        match key {
+            b"role" if role.is_none() => role = Some(reader.string()?.into_owned()),
+            b"name" if name.is_none() => name = Some(nullable(reader, Reader::string)?),
+            b"content" if content.is_none() => {
+                content = Some(nullable(reader, Reader::string)?);
+            }
+            b"tool_call_id" if tool_call_id.is_none() => {
+                tool_call_id = Some(nullable(reader, Reader::string)?);
+            }
+            b"tool_calls" if !tool_calls => {
+                tool_calls = true;
+                if !reader.null() {
+                    return None;
+                }
+            }
+            b"role" | b"name" | b"content" | b"tool_call_id" | b"tool_calls" => return None,
+            _ => reader.skip()?,
+        }
+        Some(())
+    })?;
+    Some(TypedMessage {
+        role: role?,
+        name: name.flatten().map(Cow::into_owned),
+        content: content
+            .flatten()
+            .map(|text| Value::String(text.into_owned())),
+        tool_calls: None,
+        tool_call_id: tool_call_id.flatten().map(Cow::into_owned),
+    })
+}
+
+fn read_u32(reader: &mut Reader<'_>) -> Option<u32> {
+    u32::try_from(reader.u64()?).ok()
+}
+
+/// `stop`: a string or an array of strings.
+fn read_stop(reader: &mut Reader<'_>) -> Option<StopField> {
+    if reader.at_string() {
+        return Some(StopField::One(reader.string()?.into_owned()));
+    }
+    let mut many = Vec::new();
+    reader.array(|reader| {
+        many.push(reader.string()?.into_owned());
+        Some(())
+    })?;
+    Some(StopField::Many(many))
+}
+
+/// `stream_options`: an object whose `include_usage` is a boolean or null.
+fn read_stream_options(reader: &mut Reader<'_>) -> Option<WireStreamOptions> {
+    let mut include_usage = None;
+    reader.object(|reader, key| {
+        if key != b"include_usage" {
+            return reader.skip();
+        }
+        if include_usage.is_some() {
+            return None;
+        }
+        include_usage = Some(nullable(reader, Reader::bool)?);
+        Some(())
+    })?;
+    Some(WireStreamOptions {
+        include_usage: include_usage.flatten(),
+    })
+}
+
+/// `null`, or what `read` reads.
+fn nullable<'a, T>(
+    reader: &mut Reader<'a>,
+    read: impl FnOnce(&mut Reader<'a>) -> Option<T>,
+) -> Option<Option<T>> {
+    if reader.null() {
+        return Some(None);
+    }
+    read(reader).map(Some)
 }
 
 fn decode_wire<M: WireMessage>(wire: WireRequest<M>) -> Result<Decoded, GatewayError> {
@@ -649,6 +821,58 @@ fn encode_part(part: &ContentPart) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reader is a fast path only: wherever it reads a body, serde
+    /// reads the same request from it. Common bodies, then random edits
+    /// of them with the bytes JSON's grammar turns on.
+    #[test]
+    fn plain_requests_read_as_serde_reads_them() {
+        let seeds: [&str; 4] = [
+            r#"{"model":"fastan/claude","messages":[{"role":"user","content":"Say something for the benchmark."}],"stream":false}"#,
+            r#"{"model":"m","messages":[{"role":"system","content":"be \"brief\"\n"},{"role":"user","content":"hi","name":"ann"},{"role":"assistant","content":null,"tool_calls":null},{"role":"tool","content":"r","tool_call_id":"c"}],"temperature":0.7,"top_p":1,"max_tokens":64,"stop":["a","b"],"stream":true,"stream_options":{"include_usage":true,"x":[1]},"n":1,"tools":null}"#,
+            r#" { "messages" : [ { "content" : "x" , "role" : "user" , "refusal" : null } ] , "model" : "m" , "stop" : "END" , "max_completion_tokens" : 9 , "temperature" : 1e-3 , "metadata" : null } "#,
+            r#"{"model":"m","messages":[],"n":2}"#,
+        ];
+        let same = |body: &[u8]| -> bool {
+            let Some(wire) = read_plain_request(body) else {
+                return false;
+            };
+            let text = String::from_utf8_lossy(body);
+            let typed = serde_json::from_slice::<WireRequest<TypedMessage>>(body)
+                .unwrap_or_else(|err| panic!("serde refuses what the reader read ({err}): {text}"));
+            let outcome = |decoded: Result<Decoded, GatewayError>| {
+                decoded.map_err(|err| (err.param, err.message))
+            };
+            assert_eq!(
+                outcome(decode_wire(wire)),
+                outcome(decode_wire(typed)),
+                "{text}"
+            );
+            true
+        };
+        for seed in seeds {
+            assert!(same(seed.as_bytes()), "not read: {seed}");
+        }
+        let alphabet = b"{}[]\":,\\ -+.0123456789eEtrufalsn_\x01\xc3\xa9";
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut read = 0;
+        for round in 0..20_000 {
+            let mut body = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(0..=body.len());
+                let byte = alphabet[rng.usize(0..alphabet.len())];
+                match rng.u8(0..3) {
+                    0 if at < body.len() => body[at] = byte,
+                    1 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    _ => body.insert(at, byte),
+                }
+            }
+            read += usize::from(same(&body));
+        }
+        assert!(read > 1_000, "only {read} edited bodies were read");
+    }
 
     /// The typed message parse is a fast path only: wherever it succeeds,
     /// the request (or the error) is the one the `Value` path gives.
