@@ -9,9 +9,11 @@
 //! `data` of every event.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, BytesMut};
-use futures::{StreamExt, stream};
+use bytes::{Buf, Bytes, BytesMut};
+use futures::Stream;
 use gateway_core::stream::WireDecoder;
 use gateway_core::{ChatEvent, ChatStream, GatewayError};
 
@@ -25,58 +27,71 @@ pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 /// Decodes an upstream SSE response with a dialect's `decoder`. The stream
 /// ends after the first error; dropping it drops the response and so closes
 /// the upstream connection.
-pub fn decode_sse<D: WireDecoder + 'static>(response: UpstreamResponse, decoder: D) -> ChatStream {
-    struct State<B, D> {
-        body: B,
-        parser: SseParser,
-        decoder: D,
-        pending: VecDeque<ChatEvent>,
-        /// What the decoder makes of one payload; kept, so that its room
-        /// is allocated once per stream rather than once per event.
-        decoded: Vec<ChatEvent>,
-        ended: bool,
-    }
-    let state = State {
+pub fn decode_sse<D: WireDecoder + Unpin + 'static>(
+    response: UpstreamResponse,
+    decoder: D,
+) -> ChatStream {
+    Box::pin(SseEvents {
         body: Box::pin(body_stream(response.into_body())),
         parser: SseParser::default(),
         decoder,
         pending: VecDeque::new(),
         decoded: Vec::new(),
         ended: false,
-    };
-    Box::pin(stream::unfold(state, |mut state| async move {
+    })
+}
+
+/// [`decode_sse`]'s stream. A `Stream` of its own rather than
+/// `stream::unfold`, which moves its whole state into a new future and
+/// back out for every event.
+struct SseEvents<D> {
+    body: Pin<Box<dyn Stream<Item = Result<Bytes, GatewayError>> + Send>>,
+    parser: SseParser,
+    decoder: D,
+    pending: VecDeque<ChatEvent>,
+    /// What the decoder makes of one payload; kept, so that its room is
+    /// allocated once per stream rather than once per event.
+    decoded: Vec<ChatEvent>,
+    ended: bool,
+}
+
+impl<D: WireDecoder + Unpin> Stream for SseEvents<D> {
+    type Item = Result<ChatEvent, GatewayError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            if let Some(event) = state.pending.pop_front() {
-                return Some((Ok(event), state));
+            if let Some(event) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(event)));
             }
-            if state.ended {
-                return None;
+            if this.ended {
+                return Poll::Ready(None);
             }
-            let out = &mut state.decoded;
-            let step = match state.parser.next_data() {
+            let out = &mut this.decoded;
+            let step = match this.parser.next_data() {
                 Ok(Some(data)) if data.trim().is_empty() => Ok(()),
-                Ok(Some(data)) => state.decoder.decode(data, out),
+                Ok(Some(data)) => this.decoder.decode(data, out),
                 Err(err) => Err(err),
-                Ok(None) => match state.body.next().await {
+                Ok(None) => match ready!(this.body.as_mut().poll_next(cx)) {
                     Some(Ok(chunk)) => {
-                        state.parser.feed(&chunk);
+                        this.parser.feed(&chunk);
                         Ok(())
                     }
                     Some(Err(err)) => Err(err),
                     None => {
-                        state.ended = true;
-                        state.decoder.end(out)
+                        this.ended = true;
+                        this.decoder.end(out)
                     }
                 },
             };
-            state.pending.extend(state.decoded.drain(..));
+            this.pending.extend(this.decoded.drain(..));
             if let Err(err) = step {
-                state.ended = true;
-                state.pending.clear();
-                return Some((Err(err), state));
+                this.ended = true;
+                this.pending.clear();
+                return Poll::Ready(Some(Err(err)));
             }
         }
-    }))
+    }
 }
 
 /// The SSE line format, fed bytes as they arrive; yields each event's
@@ -88,8 +103,9 @@ pub fn decode_sse<D: WireDecoder + 'static>(response: UpstreamResponse, decoder:
 struct SseParser {
     /// Bytes not yet consumed; starts at a line start.
     buffer: BytesMut,
-    /// The current event's data so far.
-    data: String,
+    /// The current event's data so far, checked to be UTF-8 line by line
+    /// (a line of ASCII needs no more than that look).
+    data: Vec<u8>,
     /// Whether the current event has a `data` field (possibly empty).
     has_data: bool,
     /// The data of the event returned last, cleared on the next call.
@@ -120,27 +136,36 @@ impl SseParser {
         }
         while let Some((line_end, next)) = line_break(&self.buffer, self.scanned) {
             self.scanned = 0;
-            let line = std::str::from_utf8(&self.buffer[..line_end]).map_err(|_| {
-                GatewayError::upstream("the upstream sent an event stream that is not UTF-8")
-            })?;
+            let line = &self.buffer[..line_end];
+            // The common all-ASCII line skips the full UTF-8 check, whose
+            // fixed cost per call was most of a short line's.
+            if !line.is_ascii() && std::str::from_utf8(line).is_err() {
+                return Err(not_utf8());
+            }
             if line.is_empty() {
                 self.buffer.advance(next);
                 if self.has_data {
-                    if self.data.ends_with('\n') {
+                    if self.data.last() == Some(&b'\n') {
                         self.data.pop();
                     }
                     self.returned = true;
-                    return Ok(Some(&self.data));
+                    // Every line was checked; whole lines joined stay UTF-8.
+                    return std::str::from_utf8(&self.data)
+                        .map(Some)
+                        .map_err(|_| not_utf8());
                 }
                 continue;
             }
-            let (field, value) = match line.split_once(':') {
-                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-                None => (line, ""),
+            let (field, value) = match memchr::memchr(b':', line) {
+                Some(colon) => {
+                    let value = &line[colon + 1..];
+                    (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                }
+                None => (line, &b""[..]),
             };
-            if field == "data" {
-                self.data.push_str(value);
-                self.data.push('\n');
+            if field == b"data" {
+                self.data.extend_from_slice(value);
+                self.data.push(b'\n');
                 self.has_data = true;
             }
             self.buffer.advance(next);
@@ -155,6 +180,10 @@ impl SseParser {
         }
         Ok(None)
     }
+}
+
+fn not_utf8() -> GatewayError {
+    GatewayError::upstream("the upstream sent an event stream that is not UTF-8")
 }
 
 pub(crate) fn too_long() -> GatewayError {

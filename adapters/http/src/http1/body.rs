@@ -143,10 +143,11 @@ impl Framing {
             match state {
                 Chunked::Data(_) => return Ok(()),
                 Chunked::Size => {
-                    let Some(line) = line(buffer, MAX_LINE)? else {
+                    let Some((length, taken)) = line(buffer, MAX_LINE)? else {
                         return Ok(());
                     };
-                    let size = chunk_size(&line)?;
+                    let size = chunk_size(&buffer[..length])?;
+                    buffer.advance(taken);
                     *state = if size == 0 {
                         Chunked::Trailers { seen: 0 }
                     } else {
@@ -170,14 +171,16 @@ impl Framing {
                     Some(_) => return Err(Error::Invalid("a chunk is longer than its size")),
                 },
                 Chunked::Trailers { seen } => {
-                    let Some(line) = line(buffer, MAX_TRAILERS.saturating_sub(*seen))? else {
+                    let Some((length, taken)) = line(buffer, MAX_TRAILERS.saturating_sub(*seen))?
+                    else {
                         return Ok(());
                     };
-                    if line.is_empty() {
+                    buffer.advance(taken);
+                    if length == 0 {
                         *self = Self::Done;
                         return Ok(());
                     }
-                    *seen += line.len() + 2;
+                    *seen += length + 2;
                 }
             }
         }
@@ -196,9 +199,10 @@ fn take(buffer: &mut BytesMut, left: u64) -> (Bytes, u64) {
     (data, left - taken)
 }
 
-/// One line (without its LF or CRLF) taken from the front of `buffer`, or
-/// `None` while it is incomplete; a line longer than `max` is an error.
-fn line(buffer: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, Error> {
+/// The first line of `buffer`: its length without the LF or CRLF, and the
+/// bytes it takes with them; `None` while it is incomplete. A line longer
+/// than `max` is an error.
+fn line(buffer: &[u8], max: usize) -> Result<Option<(usize, usize)>, Error> {
     let Some(end) = memchr::memchr(b'\n', buffer) else {
         if buffer.len() > max {
             return Err(Error::Invalid("a chunked body's line is too long"));
@@ -208,12 +212,12 @@ fn line(buffer: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, Error> {
     if end > max {
         return Err(Error::Invalid("a chunked body's line is too long"));
     }
-    let mut line = buffer.split_to(end + 1);
-    line.truncate(end);
-    if line.last() == Some(&b'\r') {
-        line.truncate(end - 1);
-    }
-    Ok(Some(line))
+    let length = if end > 0 && buffer[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    Ok(Some((length, end + 1)))
 }
 
 /// A chunk-size line's size: hex digits, then optional whitespace and
@@ -231,10 +235,15 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
     if digits == 0 || digits > 16 || !rest_ok {
         return Err(Error::Invalid("a chunk size is not a hexadecimal number"));
     }
-    let text = std::str::from_utf8(&line[..digits])
-        .map_err(|_| Error::Invalid("a chunk size is not a hexadecimal number"))?;
-    u64::from_str_radix(text, 16)
-        .map_err(|_| Error::Invalid("a chunk size is not a hexadecimal number"))
+    // At most 16 hex digits: the value fits.
+    Ok(line[..digits].iter().fold(0, |size, digit| {
+        let value = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => digit - b'A' + 10,
+        };
+        size << 4 | u64::from(value)
+    }))
 }
 
 #[cfg(test)]
