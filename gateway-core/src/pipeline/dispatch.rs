@@ -215,10 +215,13 @@ where
                 }
             };
             attempts += 1;
+            // One clock read for both the budget and its deadline.
+            let now = Instant::now();
             let budget = reliability
                 .first_byte_timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let outcome = match tokio::time::timeout(budget, attempt(route.clone())).await {
+                .min(deadline.saturating_duration_since(now));
+            let outcome = match tokio::time::timeout_at(now + budget, attempt(route.clone())).await
+            {
                 Ok(outcome) => outcome,
                 Err(_) => Err(GatewayError::timeout(format!(
                     "backend '{}' sent no answer within {} ms (first_byte_timeout_ms / \
