@@ -249,7 +249,7 @@ fn read_block(reader: &mut Reader<'_>, text: &mut String) -> Option<()> {
 }
 
 /// `usage` for [`read_text_message`]: each count a `u64` or null.
-fn read_usage(reader: &mut Reader<'_>) -> Option<WireUsage> {
+pub(crate) fn read_usage(reader: &mut Reader<'_>) -> Option<WireUsage> {
     let mut usage = WireUsage::default();
     let mut seen = [false; 4];
     reader.object(|reader, key| {
@@ -270,7 +270,7 @@ fn read_usage(reader: &mut Reader<'_>) -> Option<WireUsage> {
 }
 
 /// `null`, or what `read` reads.
-fn nullable<'a, T>(
+pub(crate) fn nullable<'a, T>(
     reader: &mut Reader<'a>,
     read: impl FnOnce(&mut Reader<'a>) -> Option<T>,
 ) -> Option<Option<T>> {

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
+use gateway_core::json::Reader;
 use gateway_core::stream::WireDecoder;
 use gateway_core::{ChatEvent, FinishReason, GatewayError, Usage};
 use serde::Deserialize;
@@ -11,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::error::error_body;
 use crate::response::{
-    WireBlock, WireUsage, borrowed, message_id, parse_stop_reason, stop_reason_name, usage_json,
+    WireBlock, WireUsage, borrowed, message_id, nullable, parse_stop_reason, read_usage,
+    stop_reason_name, usage_json,
 };
 
 /// Turns an upstream's SSE `data:` payloads into canonical events.
@@ -77,6 +79,134 @@ struct WireError<'a> {
     message: Option<Cow<'a, str>>,
 }
 
+/// An event read with [`Reader`] into the struct serde fills, for every
+/// event but text deltas (which [`quick_text_delta`] reads): serde's field
+/// matching cost more than the rest of the work on such an event. `None`
+/// for a tool call's first block (its `input` is a JSON value), an error
+/// event, and any event serde would read differently or refuse (a repeated
+/// field, a field of another type); serde then reads it.
+fn read_event(data: &str) -> Option<WireEvent<'_>> {
+    let mut reader = Reader::new(data.as_bytes());
+    let mut kind = None;
+    let mut index = None;
+    let mut content_block = None;
+    let mut delta = None;
+    let mut message = None;
+    let mut usage = None;
+    let mut error = false;
+    reader.object(|reader, key| {
+        match key {
+            b"type" if kind.is_none() => kind = Some(nullable(reader, Reader::string)?),
+            b"index" if index.is_none() => index = Some(nullable(reader, Reader::u64)?),
+            b"content_block" if content_block.is_none() => {
+                content_block = Some(nullable(reader, read_event_block)?);
+            }
+            b"delta" if delta.is_none() => delta = Some(nullable(reader, read_delta)?),
+            b"message" if message.is_none() => message = Some(nullable(reader, read_message)?),
+            b"usage" if usage.is_none() => usage = Some(nullable(reader, read_usage)?),
+            b"error" if !error => {
+                error = true;
+                if !reader.null() {
+                    return None;
+                }
+            }
+            b"type" | b"index" | b"content_block" | b"delta" | b"message" | b"usage" | b"error" => {
+                return None;
+            }
+            _ => reader.skip()?,
+        }
+        Some(())
+    })?;
+    reader.end()?;
+    Some(WireEvent {
+        kind: kind.flatten(),
+        index: index.flatten(),
+        content_block: content_block.flatten(),
+        delta: delta.flatten(),
+        message: message.flatten(),
+        usage: usage.flatten(),
+        error: None,
+    })
+}
+
+/// A `content_block` of [`read_event`]: any block but one with an `input`.
+fn read_event_block<'a>(reader: &mut Reader<'a>) -> Option<WireBlock<'a>> {
+    let mut block = WireBlock {
+        kind: None,
+        text: None,
+        id: None,
+        name: None,
+        input: None,
+    };
+    let mut seen = [false; 4];
+    reader.object(|reader, key| {
+        let slot = match key {
+            b"type" => 0,
+            b"text" => 1,
+            b"id" => 2,
+            b"name" => 3,
+            b"input" => return None,
+            _ => return reader.skip(),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        let value = nullable(reader, Reader::string)?;
+        match slot {
+            0 => block.kind = value,
+            1 => block.text = value,
+            2 => block.id = value.map(Cow::into_owned),
+            _ => block.name = value.map(Cow::into_owned),
+        }
+        Some(())
+    })?;
+    Some(block)
+}
+
+/// A `delta` of [`read_event`]: its strings, each a string or null.
+fn read_delta<'a>(reader: &mut Reader<'a>) -> Option<WireDelta<'a>> {
+    let mut delta = WireDelta {
+        kind: None,
+        text: None,
+        partial_json: None,
+        stop_reason: None,
+    };
+    let mut seen = [false; 4];
+    reader.object(|reader, key| {
+        let (slot, field) = match key {
+            b"type" => (0, &mut delta.kind),
+            b"text" => (1, &mut delta.text),
+            b"partial_json" => (2, &mut delta.partial_json),
+            b"stop_reason" => (3, &mut delta.stop_reason),
+            _ => return reader.skip(),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        *field = nullable(reader, Reader::string)?;
+        Some(())
+    })?;
+    Some(delta)
+}
+
+/// A `message` of [`read_event`] (`message_start`): its usage.
+fn read_message(reader: &mut Reader<'_>) -> Option<WireMessage> {
+    let mut usage = None;
+    reader.object(|reader, key| {
+        if key != b"usage" {
+            return reader.skip();
+        }
+        if usage.is_some() {
+            return None;
+        }
+        usage = Some(nullable(reader, read_usage)?);
+        Some(())
+    })?;
+    Some(WireMessage {
+        usage: usage.flatten(),
+    })
+}
+
 /// How a `content_block_delta` event carrying text starts, up to its
 /// index, in the order Anthropic writes the fields.
 const TEXT_DELTA_START: &str = r#"{"type":"content_block_delta","index":"#;
@@ -124,9 +254,12 @@ impl WireDecoder for EventDecoder {
             }
             return Ok(());
         }
-        let event: WireEvent<'_> = serde_json::from_str(data).map_err(|err| {
-            GatewayError::upstream(format!("the upstream sent a malformed stream event: {err}"))
-        })?;
+        let event = match read_event(data) {
+            Some(event) => event,
+            None => serde_json::from_str(data).map_err(|err| {
+                GatewayError::upstream(format!("the upstream sent a malformed stream event: {err}"))
+            })?,
+        };
         let index = event.index.unwrap_or(0);
         match event.kind.as_deref().unwrap_or_default() {
             "message_start" => {
@@ -398,6 +531,91 @@ pub fn write_event(name: &str, data: &Value, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an event holds, to compare the two ways of reading it.
+    fn summary(event: &WireEvent<'_>) -> String {
+        let block = event.content_block.as_ref().map(|block| {
+            (
+                block.kind.clone(),
+                block.text.clone(),
+                block.id.clone(),
+                block.name.clone(),
+                block.input.clone(),
+            )
+        });
+        let delta = event.delta.as_ref().map(|delta| {
+            (
+                delta.kind.clone(),
+                delta.text.clone(),
+                delta.partial_json.clone(),
+                delta.stop_reason.clone(),
+            )
+        });
+        format!(
+            "{:?} {:?} {block:?} {delta:?} {:?} {:?} {}",
+            event.kind,
+            event.index,
+            event.message.as_ref().map(|message| message.usage),
+            event.usage,
+            event.error.is_some()
+        )
+    }
+
+    /// The reader is a fast path only: wherever it reads an event, serde
+    /// reads the same event. A stream's events, then random edits of them.
+    #[test]
+    fn events_read_as_serde_reads_them() {
+        let seeds: [&str; 7] = [
+            r#"{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant","model":"bench","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":8,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":20,"cache_read_input_tokens":null}}"#,
+            r#"{"type":"message_stop"}"#,
+            r#"{"type":"ping"}"#,
+        ];
+        let same = |data: &str| -> bool {
+            let Some(read) = read_event(data) else {
+                return false;
+            };
+            let parsed: WireEvent<'_> = serde_json::from_str(data)
+                .unwrap_or_else(|err| panic!("serde refuses what the reader read ({err}): {data}"));
+            assert_eq!(summary(&read), summary(&parsed), "{data}");
+            true
+        };
+        for seed in seeds {
+            assert!(same(seed), "not read: {seed}");
+        }
+        for left in [
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+            r#"{"type":"message_stop","type":"message_stop"}"#,
+            r#"{"type":"content_block_stop","index":-1}"#,
+        ] {
+            assert!(read_event(left).is_none(), "{left}");
+        }
+        let alphabet = b"{}[]\":,\\ -.0123456789etrufalsn_";
+        let mut rng = fastrand::Rng::with_seed(8);
+        let mut read = 0;
+        for round in 0..20_000 {
+            let mut data = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(0..=data.len());
+                let byte = alphabet[rng.usize(0..alphabet.len())];
+                match rng.u8(0..3) {
+                    0 if at < data.len() => data[at] = byte,
+                    1 if at < data.len() => {
+                        data.remove(at);
+                    }
+                    _ => data.insert(at, byte),
+                }
+            }
+            if let Ok(data) = std::str::from_utf8(&data) {
+                read += usize::from(same(data));
+            }
+        }
+        assert!(read > 1_000, "only {read} edited events were read");
+    }
 
     fn decode_all(payloads: &[Value]) -> Result<Vec<ChatEvent>, String> {
         let mut decoder = EventDecoder::default();
