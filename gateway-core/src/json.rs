@@ -105,6 +105,14 @@ impl<'a> Reader<'a> {
         self.peek() == Some(b'"')
     }
 
+    /// Reads `null` (giving `Some(None)`), or what `read` reads.
+    pub fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.null() {
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
     /// Reads `null` if that is the next value.
     pub fn null(&mut self) -> bool {
         self.skip_whitespace();
@@ -429,6 +437,42 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
         rest = &rest[run + 1..];
     }
     out.push(b'"');
+}
+
+/// Appends `items` as a JSON array, each written by `write`.
+pub fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+/// `seed` with one to three random edits, each a byte replaced, removed or
+/// inserted, the bytes drawn from `alphabet`: what the differential tests
+/// of every fast path over [`Reader`] feed it and its serde path, so that
+/// no edit makes them disagree. (For tests; nothing on a request path.)
+pub fn random_edits(seed: &[u8], alphabet: &[u8], rng: &mut fastrand::Rng) -> Vec<u8> {
+    let mut edited = seed.to_vec();
+    for _ in 0..rng.usize(1..4) {
+        let at = rng.usize(0..=edited.len());
+        let byte = alphabet[rng.usize(0..alphabet.len())];
+        match rng.u8(0..3) {
+            0 if at < edited.len() => edited[at] = byte,
+            1 if at < edited.len() => {
+                edited.remove(at);
+            }
+            _ => edited.insert(at, byte),
+        }
+    }
+    edited
 }
 
 /// Appends `value` as serde_json writes it.

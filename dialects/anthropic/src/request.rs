@@ -1,6 +1,6 @@
 //! Messages API requests: Anthropic JSON ↔ [`ChatRequest`].
 
-use gateway_core::json::{write_f64, write_str, write_u64};
+use gateway_core::json::{write_array, write_f64, write_str, write_u64};
 use gateway_core::{
     ChatRequest, ContentPart, Extra, GatewayError, ImageSource, Message, Param, ResponseFormat,
     Role, Tool, ToolCall, ToolChoice,
@@ -560,27 +560,20 @@ impl PlainRequest<'_> {
             out.extend_from_slice(b",\"system\":");
             write_str(&mut out, system);
         }
-        out.extend_from_slice(b",\"messages\":[");
-        for (index, turn) in self.messages.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
+        out.extend_from_slice(b",\"messages\":");
+        write_array(&mut out, &self.messages, |out, turn| {
             out.extend_from_slice(b"{\"role\":");
-            write_str(&mut out, turn.role);
-            out.extend_from_slice(b",\"content\":[");
-            for (index, text) in turn.content.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
+            write_str(out, turn.role);
+            out.extend_from_slice(b",\"content\":");
+            write_array(out, &turn.content, |out, text| {
                 out.extend_from_slice(b"{\"type\":");
-                write_str(&mut out, text.kind);
+                write_str(out, text.kind);
                 out.extend_from_slice(b",\"text\":");
-                write_str(&mut out, text.text);
+                write_str(out, text.text);
                 out.push(b'}');
-            }
-            out.extend_from_slice(b"]}");
-        }
-        out.push(b']');
+            });
+            out.push(b'}');
+        });
         if let Some(temperature) = self.temperature {
             out.extend_from_slice(b",\"temperature\":");
             write_f64(&mut out, temperature);
@@ -590,14 +583,10 @@ impl PlainRequest<'_> {
             write_f64(&mut out, top_p);
         }
         if !self.stop_sequences.is_empty() {
-            out.extend_from_slice(b",\"stop_sequences\":[");
-            for (index, stop) in self.stop_sequences.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_str(&mut out, stop);
-            }
-            out.push(b']');
+            out.extend_from_slice(b",\"stop_sequences\":");
+            write_array(&mut out, self.stop_sequences, |out, stop| {
+                write_str(out, stop)
+            });
         }
         if self.stream {
             out.extend_from_slice(b",\"stream\":true");

@@ -188,9 +188,9 @@ fn read_text_message(body: &[u8]) -> Option<ChatResponse> {
                 text = Some(joined);
             }
             b"stop_reason" if stop_reason.is_none() => {
-                stop_reason = Some(nullable(reader, Reader::string)?);
+                stop_reason = Some(reader.nullable(Reader::string)?);
             }
-            b"usage" if usage.is_none() => usage = Some(nullable(reader, read_usage)?),
+            b"usage" if usage.is_none() => usage = Some(reader.nullable(read_usage)?),
             b"id" | b"model" | b"content" | b"stop_reason" | b"usage" => return None,
             _ => reader.skip()?,
         }
@@ -219,17 +219,17 @@ fn read_block(reader: &mut Reader<'_>, text: &mut String) -> Option<()> {
     let (mut id, mut name, mut input) = (false, false, false);
     reader.object(|reader, key| {
         match key {
-            b"type" if kind.is_none() => kind = Some(nullable(reader, Reader::string)?),
+            b"type" if kind.is_none() => kind = Some(reader.nullable(Reader::string)?),
             b"text" if block_text.is_none() => {
-                block_text = Some(nullable(reader, Reader::string)?);
+                block_text = Some(reader.nullable(Reader::string)?);
             }
             b"id" if !id => {
                 id = true;
-                nullable(reader, Reader::string)?;
+                reader.nullable(Reader::string)?;
             }
             b"name" if !name => {
                 name = true;
-                nullable(reader, Reader::string)?;
+                reader.nullable(Reader::string)?;
             }
             b"input" if !input => {
                 input = true;
@@ -263,21 +263,10 @@ pub(crate) fn read_usage(reader: &mut Reader<'_>) -> Option<WireUsage> {
         if std::mem::replace(&mut seen[slot], true) {
             return None;
         }
-        *field = nullable(reader, Reader::u64)?;
+        *field = reader.nullable(Reader::u64)?;
         Some(())
     })?;
     Some(usage)
-}
-
-/// `null`, or what `read` reads.
-pub(crate) fn nullable<'a, T>(
-    reader: &mut Reader<'a>,
-    read: impl FnOnce(&mut Reader<'a>) -> Option<T>,
-) -> Option<Option<T>> {
-    if reader.null() {
-        return Some(None);
-    }
-    read(reader).map(Some)
 }
 
 /// Anthropic-style message id for a gateway id.

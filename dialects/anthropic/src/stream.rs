@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::error::error_body;
 use crate::response::{
-    WireBlock, WireUsage, borrowed, message_id, nullable, parse_stop_reason, read_usage,
-    stop_reason_name, usage_json,
+    WireBlock, WireUsage, borrowed, message_id, parse_stop_reason, read_usage, stop_reason_name,
+    usage_json,
 };
 
 /// Turns an upstream's SSE `data:` payloads into canonical events.
@@ -96,14 +96,14 @@ fn read_event(data: &str) -> Option<WireEvent<'_>> {
     let mut error = false;
     reader.object(|reader, key| {
         match key {
-            b"type" if kind.is_none() => kind = Some(nullable(reader, Reader::string)?),
-            b"index" if index.is_none() => index = Some(nullable(reader, Reader::u64)?),
+            b"type" if kind.is_none() => kind = Some(reader.nullable(Reader::string)?),
+            b"index" if index.is_none() => index = Some(reader.nullable(Reader::u64)?),
             b"content_block" if content_block.is_none() => {
-                content_block = Some(nullable(reader, read_event_block)?);
+                content_block = Some(reader.nullable(read_event_block)?);
             }
-            b"delta" if delta.is_none() => delta = Some(nullable(reader, read_delta)?),
-            b"message" if message.is_none() => message = Some(nullable(reader, read_message)?),
-            b"usage" if usage.is_none() => usage = Some(nullable(reader, read_usage)?),
+            b"delta" if delta.is_none() => delta = Some(reader.nullable(read_delta)?),
+            b"message" if message.is_none() => message = Some(reader.nullable(read_message)?),
+            b"usage" if usage.is_none() => usage = Some(reader.nullable(read_usage)?),
             b"error" if !error => {
                 error = true;
                 if !reader.null() {
@@ -151,7 +151,7 @@ fn read_event_block<'a>(reader: &mut Reader<'a>) -> Option<WireBlock<'a>> {
         if std::mem::replace(&mut seen[slot], true) {
             return None;
         }
-        let value = nullable(reader, Reader::string)?;
+        let value = reader.nullable(Reader::string)?;
         match slot {
             0 => block.kind = value,
             1 => block.text = value,
@@ -183,7 +183,7 @@ fn read_delta<'a>(reader: &mut Reader<'a>) -> Option<WireDelta<'a>> {
         if std::mem::replace(&mut seen[slot], true) {
             return None;
         }
-        *field = nullable(reader, Reader::string)?;
+        *field = reader.nullable(Reader::string)?;
         Some(())
     })?;
     Some(delta)
@@ -199,7 +199,7 @@ fn read_message(reader: &mut Reader<'_>) -> Option<WireMessage> {
         if usage.is_some() {
             return None;
         }
-        usage = Some(nullable(reader, read_usage)?);
+        usage = Some(reader.nullable(read_usage)?);
         Some(())
     })?;
     Some(WireMessage {
@@ -598,18 +598,11 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(8);
         let mut read = 0;
         for round in 0..20_000 {
-            let mut data = seeds[round % seeds.len()].as_bytes().to_vec();
-            for _ in 0..rng.usize(1..4) {
-                let at = rng.usize(0..=data.len());
-                let byte = alphabet[rng.usize(0..alphabet.len())];
-                match rng.u8(0..3) {
-                    0 if at < data.len() => data[at] = byte,
-                    1 if at < data.len() => {
-                        data.remove(at);
-                    }
-                    _ => data.insert(at, byte),
-                }
-            }
+            let data = gateway_core::json::random_edits(
+                seeds[round % seeds.len()].as_bytes(),
+                alphabet,
+                &mut rng,
+            );
             if let Ok(data) = std::str::from_utf8(&data) {
                 read += usize::from(same(data));
             }

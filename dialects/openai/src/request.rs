@@ -197,18 +197,18 @@ fn read_plain_request(body: &[u8]) -> Option<WireRequest<TypedMessage>> {
                 messages = Some(list);
             }
             b"temperature" if temperature.is_none() => {
-                temperature = Some(nullable(reader, Reader::f64)?);
+                temperature = Some(reader.nullable(Reader::f64)?);
             }
-            b"top_p" if top_p.is_none() => top_p = Some(nullable(reader, Reader::f64)?),
-            b"max_tokens" if max_tokens.is_none() => max_tokens = Some(nullable(reader, read_u32)?),
+            b"top_p" if top_p.is_none() => top_p = Some(reader.nullable(Reader::f64)?),
+            b"max_tokens" if max_tokens.is_none() => max_tokens = Some(reader.nullable(read_u32)?),
             b"max_completion_tokens" if max_completion_tokens.is_none() => {
-                max_completion_tokens = Some(nullable(reader, read_u32)?);
+                max_completion_tokens = Some(reader.nullable(read_u32)?);
             }
-            b"n" if n.is_none() => n = Some(nullable(reader, read_u32)?),
-            b"stop" if stop.is_none() => stop = Some(nullable(reader, read_stop)?),
-            b"stream" if stream.is_none() => stream = Some(nullable(reader, Reader::bool)?),
+            b"n" if n.is_none() => n = Some(reader.nullable(read_u32)?),
+            b"stop" if stop.is_none() => stop = Some(reader.nullable(read_stop)?),
+            b"stream" if stream.is_none() => stream = Some(reader.nullable(Reader::bool)?),
             b"stream_options" if stream_options.is_none() => {
-                stream_options = Some(nullable(reader, read_stream_options)?);
+                stream_options = Some(reader.nullable(read_stream_options)?);
             }
             b"tools" | b"tool_choice" | b"response_format" | b"metadata" => {
                 let slot = match key {
@@ -256,12 +256,12 @@ fn read_plain_message(reader: &mut Reader<'_>) -> Option<TypedMessage> {
     reader.object(|reader, key| {
         match key {
             b"role" if role.is_none() => role = Some(reader.string()?.into_owned()),
-            b"name" if name.is_none() => name = Some(nullable(reader, Reader::string)?),
+            b"name" if name.is_none() => name = Some(reader.nullable(Reader::string)?),
             b"content" if content.is_none() => {
-                content = Some(nullable(reader, Reader::string)?);
+                content = Some(reader.nullable(Reader::string)?);
             }
             b"tool_call_id" if tool_call_id.is_none() => {
-                tool_call_id = Some(nullable(reader, Reader::string)?);
+                tool_call_id = Some(reader.nullable(Reader::string)?);
             }
             b"tool_calls" if !tool_calls => {
                 tool_calls = true;
@@ -302,33 +302,10 @@ fn read_stop(reader: &mut Reader<'_>) -> Option<StopField> {
     Some(StopField::Many(many))
 }
 
-/// `stream_options`: an object whose `include_usage` is a boolean or null.
+/// `stream_options`, as the body probe reads it.
 fn read_stream_options(reader: &mut Reader<'_>) -> Option<WireStreamOptions> {
-    let mut include_usage = None;
-    reader.object(|reader, key| {
-        if key != b"include_usage" {
-            return reader.skip();
-        }
-        if include_usage.is_some() {
-            return None;
-        }
-        include_usage = Some(nullable(reader, Reader::bool)?);
-        Some(())
-    })?;
-    Some(WireStreamOptions {
-        include_usage: include_usage.flatten(),
-    })
-}
-
-/// `null`, or what `read` reads.
-fn nullable<'a, T>(
-    reader: &mut Reader<'a>,
-    read: impl FnOnce(&mut Reader<'a>) -> Option<T>,
-) -> Option<Option<T>> {
-    if reader.null() {
-        return Some(None);
-    }
-    read(reader).map(Some)
+    gateway_core::body::read_stream_options(reader)
+        .map(|include_usage| WireStreamOptions { include_usage })
 }
 
 fn decode_wire<M: WireMessage>(wire: WireRequest<M>) -> Result<Decoded, GatewayError> {
@@ -857,18 +834,11 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut read = 0;
         for round in 0..20_000 {
-            let mut body = seeds[round % seeds.len()].as_bytes().to_vec();
-            for _ in 0..rng.usize(1..4) {
-                let at = rng.usize(0..=body.len());
-                let byte = alphabet[rng.usize(0..alphabet.len())];
-                match rng.u8(0..3) {
-                    0 if at < body.len() => body[at] = byte,
-                    1 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    _ => body.insert(at, byte),
-                }
-            }
+            let body = gateway_core::json::random_edits(
+                seeds[round % seeds.len()].as_bytes(),
+                alphabet,
+                &mut rng,
+            );
             read += usize::from(same(&body));
         }
         assert!(read > 1_000, "only {read} edited bodies were read");

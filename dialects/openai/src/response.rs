@@ -1,6 +1,6 @@
 //! Non-streamed chat completions: OpenAI JSON ↔ [`ChatResponse`].
 
-use gateway_core::json::{write_str, write_u64};
+use gateway_core::json::{write_array, write_str, write_u64};
 use gateway_core::{ChatResponse, FinishReason, GatewayError, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 
@@ -257,14 +257,10 @@ impl Completion<'_> {
         write_u64(&mut out, self.created);
         out.extend_from_slice(b",\"model\":");
         write_str(&mut out, self.model);
-        out.extend_from_slice(b",\"choices\":[");
-        for (index, choice) in self.choices.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            choice.write_json(&mut out);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"choices\":");
+        write_array(&mut out, &self.choices, |out, choice| {
+            choice.write_json(out)
+        });
         if let Some(usage) = &self.usage {
             out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
             write_u64(&mut out, usage.prompt_tokens);
@@ -295,11 +291,8 @@ impl OutChoice<'_> {
         out.extend_from_slice(b",\"refusal\":");
         write_optional(out, self.message.refusal, write_str);
         if !self.message.tool_calls.is_empty() {
-            out.extend_from_slice(b",\"tool_calls\":[");
-            for (index, call) in self.message.tool_calls.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
+            out.extend_from_slice(b",\"tool_calls\":");
+            write_array(out, &self.message.tool_calls, |out, call| {
                 out.extend_from_slice(b"{\"id\":");
                 write_str(out, call.id);
                 out.extend_from_slice(b",\"type\":");
@@ -309,8 +302,7 @@ impl OutChoice<'_> {
                 out.extend_from_slice(b",\"arguments\":");
                 write_str(out, call.function.arguments);
                 out.extend_from_slice(b"}}");
-            }
-            out.push(b']');
+            });
         }
         out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":");
         write_str(out, self.finish_reason);

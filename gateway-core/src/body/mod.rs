@@ -9,6 +9,8 @@
 
 mod scan;
 
+pub use scan::read_stream_options;
+
 use std::borrow::Cow;
 use std::ops::Range;
 

@@ -38,9 +38,9 @@ pub(super) fn scan(body: &[u8]) -> Option<Scanned<'_>> {
     reader.object(|reader, key| {
         match key {
             b"model" if model.is_none() => model = Some(reader.plain_str()?),
-            b"stream" if stream.is_none() => stream = Some(bool_or_null(reader)?),
+            b"stream" if stream.is_none() => stream = Some(reader.nullable(Reader::bool)?),
             b"stream_options" if include_usage.is_none() => {
-                include_usage = Some(stream_options(reader)?);
+                include_usage = Some(reader.nullable(read_stream_options)?.flatten());
             }
             b"model" | b"stream" | b"stream_options" => return None,
             _ => reader.skip()?,
@@ -57,12 +57,11 @@ pub(super) fn scan(body: &[u8]) -> Option<Scanned<'_>> {
     })
 }
 
-/// `stream_options`: null, or an object whose `include_usage` is a boolean
-/// or null; its other fields are skipped.
-fn stream_options(reader: &mut Reader<'_>) -> Option<Option<bool>> {
-    if reader.null() {
-        return Some(None);
-    }
+/// An OpenAI `stream_options` object's `include_usage` (a boolean or null);
+/// its other fields are checked and skipped, as serde skips them. `None`
+/// where serde would refuse or read it differently (not an object, a
+/// repeated `include_usage`).
+pub fn read_stream_options(reader: &mut Reader<'_>) -> Option<Option<bool>> {
     let mut include_usage = None;
     reader.object(|reader, key| {
         if key != b"include_usage" {
@@ -71,23 +70,17 @@ fn stream_options(reader: &mut Reader<'_>) -> Option<Option<bool>> {
         if include_usage.is_some() {
             return None;
         }
-        include_usage = Some(bool_or_null(reader)?);
+        include_usage = Some(reader.nullable(Reader::bool)?);
         Some(())
     })?;
     Some(include_usage.flatten())
-}
-
-fn bool_or_null(reader: &mut Reader<'_>) -> Option<Option<bool>> {
-    if reader.null() {
-        return Some(None);
-    }
-    reader.bool().map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Scanned, scan};
     use crate::body::probe_with_serde;
+    use crate::json::random_edits;
 
     /// The invariant: whatever the scan accepts, serde accepts with the
     /// same answer.
@@ -190,18 +183,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(6);
         let mut scanned = 0;
         for round in 0..30_000 {
-            let mut body = seeds[round % seeds.len()].to_vec();
-            for _ in 0..rng.usize(1..4) {
-                let at = rng.usize(0..=body.len());
-                let byte = alphabet[rng.usize(0..alphabet.len())];
-                match rng.u8(0..3) {
-                    0 if at < body.len() => body[at] = byte,
-                    1 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    _ => body.insert(at, byte),
-                }
-            }
+            let body = random_edits(seeds[round % seeds.len()], alphabet, &mut rng);
             scanned += usize::from(agrees_with_serde(&body).is_some());
         }
         // Many edits land inside strings and keep the body valid.
