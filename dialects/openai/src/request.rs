@@ -21,8 +21,9 @@ pub struct Decoded {
     pub include_usage: bool,
 }
 
-/// The request body. `M` is one message: [`TypedMessage`] first, and a
-/// plain JSON value when that does not fit (see [`decode_request`]).
+/// The request body. `M` is one message: a [`PlainMessage`] when
+/// [`read_plain_request`] reads the body, a JSON value when serde does
+/// (see [`decode_request`]).
 #[derive(Deserialize)]
 struct WireRequest<M> {
     model: String,
@@ -86,23 +87,15 @@ struct WireFunction {
     strict: Option<bool>,
 }
 
-/// A message with the fields the decoder reads, typed: serde fills it
-/// without building a map per message. Anything that does not fit (a
-/// message that is not an object, a field of another type, a repeated
-/// key) fails the typed parse, and the body is decoded again with
-/// [`Value`] messages, which accept every JSON value and name what is
-/// wrong in the decoder's own words; both give the same request for
-/// every body the typed parse accepts.
-#[derive(Deserialize)]
-struct TypedMessage {
+/// A message as [`read_plain_request`] reads it: the fields the decoder
+/// reads, typed, with no map per message. (serde parses messages as JSON
+/// values, which accept every message and let the decoder name what is
+/// wrong in its own words; a typed serde parse would also take a message
+/// written as an array, which the decoder refuses.)
+struct PlainMessage {
     role: String,
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     content: Option<Value>,
-    #[serde(default)]
-    tool_calls: Option<Value>,
-    #[serde(default)]
     tool_call_id: Option<String>,
 }
 
@@ -122,13 +115,13 @@ trait WireMessage {
     fn fields(&self, index: usize) -> Result<MessageFields<'_>, GatewayError>;
 }
 
-impl WireMessage for TypedMessage {
+impl WireMessage for PlainMessage {
     fn fields(&self, _: usize) -> Result<MessageFields<'_>, GatewayError> {
         Ok(MessageFields {
             role: Some(&self.role),
             name: self.name.as_deref(),
             content: self.content.as_ref(),
-            tool_calls: self.tool_calls.as_ref(),
+            tool_calls: None,
             tool_call_id: self.tool_call_id.as_deref(),
         })
     }
@@ -156,12 +149,9 @@ impl WireMessage for Value {
 /// Decodes an OpenAI chat completions body into the canonical request.
 /// Errors name the parameter at fault (`messages[1].content`).
 pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
-    if let Some(wire) = read_plain_request(body) {
-        return decode_wire(wire);
-    }
-    match serde_json::from_slice::<WireRequest<TypedMessage>>(body) {
-        Ok(wire) => decode_wire(wire),
-        Err(_) => decode_wire(gateway_core::body::parse_body::<WireRequest<Value>>(body)?),
+    match read_plain_request(body) {
+        Some(wire) => decode_wire(wire),
+        None => decode_wire(gateway_core::body::parse_body::<WireRequest<Value>>(body)?),
     }
 }
 
@@ -171,7 +161,7 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, GatewayError> {
 /// for anything else, and for any body serde would read differently or
 /// refuse (a repeated field, a field of another type), which
 /// [`decode_request`] then parses with serde as before.
-fn read_plain_request(body: &[u8]) -> Option<WireRequest<TypedMessage>> {
+fn read_plain_request(body: &[u8]) -> Option<WireRequest<PlainMessage>> {
     let mut reader = Reader::new(body);
     let mut model = None;
     let mut messages = None;
@@ -245,9 +235,9 @@ fn read_plain_request(body: &[u8]) -> Option<WireRequest<TypedMessage>> {
     })
 }
 
-/// A message of [`read_plain_request`]: its content text or null, no tool
-/// calls; other fields are checked and skipped, as serde skips them.
-fn read_plain_message(reader: &mut Reader<'_>) -> Option<TypedMessage> {
+/// A message of [`read_plain_request`]: role, name, content text or null,
+/// tool call id; no tool calls and no other field.
+fn read_plain_message(reader: &mut Reader<'_>) -> Option<PlainMessage> {
     let mut role = None;
     let mut name = None;
     let mut content = None;
@@ -269,18 +259,19 @@ fn read_plain_message(reader: &mut Reader<'_>) -> Option<TypedMessage> {
                     return None;
                 }
             }
-            b"role" | b"name" | b"content" | b"tool_call_id" | b"tool_calls" => return None,
-            _ => reader.skip()?,
+            // Any other field too: serde reads a message whole as a JSON
+            // value, checking every string and number in it, which a skip
+            // does not.
+            _ => return None,
         }
         Some(())
     })?;
-    Some(TypedMessage {
+    Some(PlainMessage {
         role: role?,
         name: name.flatten().map(Cow::into_owned),
         content: content
             .flatten()
             .map(|text| Value::String(text.into_owned())),
-        tool_calls: None,
         tool_call_id: tool_call_id.flatten().map(Cow::into_owned),
     })
 }
@@ -807,7 +798,7 @@ mod tests {
         let seeds: [&str; 4] = [
             r#"{"model":"fastan/claude","messages":[{"role":"user","content":"Say something for the benchmark."}],"stream":false}"#,
             r#"{"model":"m","messages":[{"role":"system","content":"be \"brief\"\n"},{"role":"user","content":"hi","name":"ann"},{"role":"assistant","content":null,"tool_calls":null},{"role":"tool","content":"r","tool_call_id":"c"}],"temperature":0.7,"top_p":1,"max_tokens":64,"stop":["a","b"],"stream":true,"stream_options":{"include_usage":true,"x":[1]},"n":1,"tools":null}"#,
-            r#" { "messages" : [ { "content" : "x" , "role" : "user" , "refusal" : null } ] , "model" : "m" , "stop" : "END" , "max_completion_tokens" : 9 , "temperature" : 1e-3 , "metadata" : null } "#,
+            r#" { "messages" : [ { "content" : "x" , "role" : "user" } ] , "model" : "m" , "stop" : "END" , "max_completion_tokens" : 9 , "temperature" : 1e-3 , "metadata" : null } "#,
             r#"{"model":"m","messages":[],"n":2}"#,
         ];
         let same = |body: &[u8]| -> bool {
@@ -815,8 +806,13 @@ mod tests {
                 return false;
             };
             let text = String::from_utf8_lossy(body);
-            let typed = serde_json::from_slice::<WireRequest<TypedMessage>>(body)
-                .unwrap_or_else(|err| panic!("serde refuses what the reader read ({err}): {text}"));
+            let typed =
+                gateway_core::body::parse_body::<WireRequest<Value>>(body).unwrap_or_else(|err| {
+                    panic!(
+                        "serde refuses what the reader read ({}): {text}",
+                        err.message
+                    )
+                });
             let outcome = |decoded: Result<Decoded, GatewayError>| {
                 decoded.map_err(|err| (err.param, err.message))
             };
@@ -844,10 +840,11 @@ mod tests {
         assert!(read > 1_000, "only {read} edited bodies were read");
     }
 
-    /// The typed message parse is a fast path only: wherever it succeeds,
-    /// the request (or the error) is the one the `Value` path gives.
+    /// Whichever path reads a body, the request (or the error) is the one
+    /// the serde path gives, and a message written as an array is refused
+    /// as it always was.
     #[test]
-    fn typed_messages_decode_as_value_messages_do() {
+    fn every_body_decodes_as_the_serde_path_decodes_it() {
         let bodies = [
             FULL,
             r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"ann","extra":[1]}]}"#,
@@ -870,26 +867,24 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","role":"system","content":"x"}]}"#,
             r#"{"model":"m","messages":[{"role":"tool","content":"x","tool_call_id":9}]}"#,
             r#"{"model":"m","messages":[]}"#,
+            r#"{"model":"m","messages":[["user","hi"]]}"#,
         ];
         let outcome = |decoded: Result<Decoded, GatewayError>| {
             decoded.map_err(|err| (err.param, err.message))
         };
-        let mut typed_count = 0;
+        let mut read = 0;
         for body in bodies {
             let by_value = outcome(
                 gateway_core::body::parse_body::<WireRequest<Value>>(body.as_bytes())
                     .and_then(decode_wire),
             );
-            if let Ok(wire) = serde_json::from_slice::<WireRequest<TypedMessage>>(body.as_bytes()) {
-                typed_count += 1;
-                assert_eq!(outcome(decode_wire(wire)), by_value, "{body}");
-            }
+            read += usize::from(read_plain_request(body.as_bytes()).is_some());
             assert_eq!(outcome(decode_request(body.as_bytes())), by_value, "{body}");
         }
-        assert!(
-            typed_count >= 15,
-            "only {typed_count} bodies took the typed path"
-        );
+        assert!(read >= 8, "only {read} bodies took the reader's path");
+        let array_message =
+            decode_request(br#"{"model":"m","messages":[["user","hi"]]}"#).expect_err("refused");
+        assert_eq!(array_message.message, "each message must be an object");
     }
 
     const FULL: &str = r#"{
