@@ -184,7 +184,7 @@ fn read_text_message(body: &[u8]) -> Option<ChatResponse> {
             b"model" if model.is_none() => model = Some(reader.string()?),
             b"content" if text.is_none() => {
                 let mut joined = String::new();
-                reader.array(|reader| read_block(reader, &mut joined))?;
+                reader.array(|reader| read_text_block(reader, &mut joined))?;
                 text = Some(joined);
             }
             b"stop_reason" if stop_reason.is_none() => {
@@ -213,38 +213,51 @@ fn read_text_message(body: &[u8]) -> Option<ChatResponse> {
 /// One content block of [`read_text_message`]: a text block's text is
 /// appended to `text`; a tool call gives `None` (the serde path reads
 /// those); other kinds are checked and left out, as the serde path does.
-fn read_block(reader: &mut Reader<'_>, text: &mut String) -> Option<()> {
-    let mut kind = None;
-    let mut block_text = None;
-    let (mut id, mut name) = (false, false);
-    reader.object(|reader, key| {
-        match key {
-            b"type" if kind.is_none() => kind = Some(reader.nullable(Reader::string)?),
-            b"text" if block_text.is_none() => {
-                block_text = Some(reader.nullable(Reader::string)?);
-            }
-            b"id" if !id => {
-                id = true;
-                reader.nullable(Reader::string)?;
-            }
-            b"name" if !name => {
-                name = true;
-                reader.nullable(Reader::string)?;
-            }
-            // serde reads `input` as a JSON value, checking every string and
-            // number in it, which a skip does not.
-            b"input" => return None,
-            b"type" | b"text" | b"id" | b"name" => return None,
-            _ => reader.skip()?,
-        }
-        Some(())
-    })?;
-    match kind.flatten().as_deref() {
-        Some("text") => text.push_str(block_text.flatten().as_deref().unwrap_or_default()),
+fn read_text_block(reader: &mut Reader<'_>, text: &mut String) -> Option<()> {
+    let block = read_block(reader)?;
+    match block.kind.as_deref() {
+        Some("text") => text.push_str(block.text.as_deref().unwrap_or_default()),
         Some("tool_use") => return None,
         _ => {}
     }
     Some(())
+}
+
+/// A content block read with [`Reader`] (of a message, or a stream's
+/// `content_block_start`): any block but one with an `input`, which serde
+/// reads as a JSON value, checking every string and number in it (a skip
+/// does not).
+pub(crate) fn read_block<'a>(reader: &mut Reader<'a>) -> Option<WireBlock<'a>> {
+    let mut block = WireBlock {
+        kind: None,
+        text: None,
+        id: None,
+        name: None,
+        input: None,
+    };
+    let mut seen = [false; 4];
+    reader.object(|reader, key| {
+        let slot = match key {
+            b"type" => 0,
+            b"text" => 1,
+            b"id" => 2,
+            b"name" => 3,
+            b"input" => return None,
+            _ => return reader.skip(),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        let value = reader.nullable(Reader::string)?;
+        match slot {
+            0 => block.kind = value,
+            1 => block.text = value,
+            2 => block.id = value.map(Cow::into_owned),
+            _ => block.name = value.map(Cow::into_owned),
+        }
+        Some(())
+    })?;
+    Some(block)
 }
 
 /// `usage` for [`read_text_message`]: each count a `u64` or null.

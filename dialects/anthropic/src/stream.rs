@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::error::error_body;
 use crate::response::{
-    WireBlock, WireUsage, borrowed, message_id, parse_stop_reason, read_usage, stop_reason_name,
-    usage_json,
+    WireBlock, WireUsage, borrowed, message_id, parse_stop_reason, read_block, read_usage,
+    stop_reason_name, usage_json,
 };
 
 /// Turns an upstream's SSE `data:` payloads into canonical events.
@@ -99,7 +99,7 @@ fn read_event(data: &str) -> Option<WireEvent<'_>> {
             b"type" if kind.is_none() => kind = Some(reader.nullable(Reader::string)?),
             b"index" if index.is_none() => index = Some(reader.nullable(Reader::u64)?),
             b"content_block" if content_block.is_none() => {
-                content_block = Some(reader.nullable(read_event_block)?);
+                content_block = Some(reader.nullable(read_block)?);
             }
             b"delta" if delta.is_none() => delta = Some(reader.nullable(read_delta)?),
             b"message" if message.is_none() => message = Some(reader.nullable(read_message)?),
@@ -127,40 +127,6 @@ fn read_event(data: &str) -> Option<WireEvent<'_>> {
         usage: usage.flatten(),
         error: None,
     })
-}
-
-/// A `content_block` of [`read_event`]: any block but one with an `input`.
-fn read_event_block<'a>(reader: &mut Reader<'a>) -> Option<WireBlock<'a>> {
-    let mut block = WireBlock {
-        kind: None,
-        text: None,
-        id: None,
-        name: None,
-        input: None,
-    };
-    let mut seen = [false; 4];
-    reader.object(|reader, key| {
-        let slot = match key {
-            b"type" => 0,
-            b"text" => 1,
-            b"id" => 2,
-            b"name" => 3,
-            b"input" => return None,
-            _ => return reader.skip(),
-        };
-        if std::mem::replace(&mut seen[slot], true) {
-            return None;
-        }
-        let value = reader.nullable(Reader::string)?;
-        match slot {
-            0 => block.kind = value,
-            1 => block.text = value,
-            2 => block.id = value.map(Cow::into_owned),
-            _ => block.name = value.map(Cow::into_owned),
-        }
-        Some(())
-    })?;
-    Some(block)
 }
 
 /// A `delta` of [`read_event`]: its strings, each a string or null.
