@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::GatewayError;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -170,29 +170,15 @@ impl Probe<'_> {
         if self.model == upstream_model {
             return body.clone();
         }
-        let around = body.len() - self.model_span.len();
-        if !upstream_model
-            .bytes()
-            .any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20)
-        {
-            // The common name needs no escapes: its exact size is known, and
-            // a `Vec` filled to its capacity becomes `Bytes` without the
-            // extra allocation a spare capacity costs.
-            let mut out = Vec::with_capacity(around + upstream_model.len() + 2);
-            out.extend_from_slice(&body[..self.model_span.start]);
-            out.push(b'"');
-            out.extend_from_slice(upstream_model.as_bytes());
-            out.push(b'"');
-            out.extend_from_slice(&body[self.model_span.end..]);
-            return Bytes::from(out);
-        }
-        // Room for the name quoted, and a few escapes.
-        let mut out = BytesMut::with_capacity(around + upstream_model.len() + 8);
+        // Room for the name quoted: the common name has no escapes, and a
+        // `Vec` filled to its capacity becomes `Bytes` without the extra
+        // allocation a spare capacity costs.
+        let mut out =
+            Vec::with_capacity(body.len() - self.model_span.len() + upstream_model.len() + 2);
         out.extend_from_slice(&body[..self.model_span.start]);
-        // Writing a string into memory cannot fail.
-        let _ = serde_json::to_writer((&mut out).writer(), upstream_model);
+        crate::json::write_str(&mut out, upstream_model);
         out.extend_from_slice(&body[self.model_span.end..]);
-        out.freeze()
+        Bytes::from(out)
     }
 }
 

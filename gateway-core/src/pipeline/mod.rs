@@ -26,7 +26,7 @@ pub use dispatch::{AttemptError, Dispatched};
 pub use keys::{KeyPolicy, KeyRing};
 pub use limits::{LimitStore, MemoryLimits, SlotGuard};
 pub use slots::{BackendSlot, SlotCounts};
-pub use watchdog::{DeadlineReason, Held, StreamLimits, Watchdog};
+pub use watchdog::{DeadlineReason, StreamLimits, Watchdog};
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::router::Targets;

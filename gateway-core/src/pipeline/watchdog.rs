@@ -3,7 +3,6 @@
 //! holds the request's slots until the stream ends or is dropped (the
 //! client went away), whichever comes first.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
@@ -61,11 +60,6 @@ impl fmt::Display for DeadlineReason {
     }
 }
 
-/// Whatever must live as long as the answer, when its type is not named:
-/// concurrency slots, the key's admission. A [`Watchdog`] can hold any
-/// `Send` value as it is; this is the default for callers that mix kinds.
-pub type Held = Box<dyn Any + Send + Sync>;
-
 /// A stream with idle and total time limits that holds `held` (concurrency
 /// slots, the key's admission) while it runs; dropped when the stream ends,
 /// fails or is dropped.
@@ -79,7 +73,7 @@ pub type Held = Box<dyn Any + Send + Sync>;
 ///
 /// The stream is `Unpin` (a boxed stream, in practice), so it is held as it
 /// is rather than boxed again.
-pub struct Watchdog<S, H = Held> {
+pub struct Watchdog<S, H> {
     inner: Option<S>,
     idle: Duration,
     /// When the last item came; read only once the timer is made.
