@@ -133,7 +133,6 @@ impl<'a> Reader<'a> {
     /// fraction or exponent (which serde would read as a float).
     pub fn u64(&mut self) -> Option<u64> {
         self.skip_whitespace();
-        let start = self.at;
         let first = self.next()?;
         if !first.is_ascii_digit() {
             return None;
@@ -148,7 +147,7 @@ impl<'a> Reader<'a> {
         }
         match self.peek() {
             Some(b'.' | b'e' | b'E') => None,
-            _ => (self.at > start).then_some(value),
+            _ => Some(value),
         }
     }
 
