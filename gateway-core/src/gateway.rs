@@ -251,7 +251,7 @@ impl Gateway {
                 dialect: Arc::from(backend.dialect.as_str()),
                 adapter,
                 info,
-                pipeline: BackendPipeline::new(reliability),
+                pipeline: BackendPipeline::new(&backend.id, reliability),
             });
         }
         // An unset token variable is treated like an unset credential one.
@@ -341,15 +341,21 @@ impl Gateway {
         self.keys.authenticate(token)
     }
 
-    /// Resolves `requested` and lets the request in past `key`'s allowlist
-    /// and limits (403 or 429 otherwise). Hold the admission until the
-    /// answer is sent.
+    /// Resolves a requested model name to every target it may be served
+    /// by (DESIGN §4), borrowed from the router.
+    pub fn plan(&self, requested: &str) -> Result<&Targets, GatewayError> {
+        self.router.plan(requested)
+    }
+
+    /// Lets a request for `requested`, which leads to `targets`, in past
+    /// `key`'s allowlist and limits (403 or 429 otherwise). Hold the
+    /// admission until the answer is sent.
     pub async fn admit(
         &self,
         key: Option<Arc<KeyPolicy>>,
         requested: &str,
+        targets: &Targets,
     ) -> Result<Admission, GatewayError> {
-        let targets = self.router.plan(requested)?;
         crate::pipeline::admit(&self.limit_store, key, requested, targets).await
     }
 
@@ -400,13 +406,13 @@ impl Gateway {
     /// backend slot, first-byte timeout, retries with backoff, fallback.
     /// `attempt` makes one upstream attempt on a route and returns once the
     /// upstream's first output is in hand.
-    pub async fn dispatch<T, F, Fut>(
+    pub async fn dispatch<'t, T, F, Fut>(
         &self,
-        targets: &Targets,
+        targets: &'t Targets,
         attempt: F,
-    ) -> Result<Dispatched<T>, GatewayError>
+    ) -> Result<Dispatched<'t, T>, GatewayError>
     where
-        F: FnMut(Route) -> Fut,
+        F: FnMut(&'t Route) -> Fut,
         Fut: Future<Output = Result<T, AttemptError<T>>>,
     {
         let max_stream = self
@@ -456,10 +462,10 @@ impl Gateway {
     pub async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
         let targets = self.router.plan(&request.model)?;
         let dispatched = self
-            .dispatch(&targets, |route| {
+            .dispatch(targets, |route| {
                 let request = request.clone();
                 async move {
-                    self.chat_once_on(&route, request)
+                    self.chat_once_on(route, request)
                         .await
                         .map_err(AttemptError::from)
                 }
@@ -473,10 +479,10 @@ impl Gateway {
     pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
         let targets = self.router.plan(&request.model)?;
         let dispatched = self
-            .dispatch(&targets, |route| {
+            .dispatch(targets, |route| {
                 let request = request.clone();
                 async move {
-                    self.chat_stream_on(&route, request)
+                    self.chat_stream_on(route, request)
                         .await
                         .map_err(AttemptError::from)
                 }

@@ -49,7 +49,7 @@ pub use error::{ErrorKind, ErrorOrigin, GatewayError};
 pub use gateway::Gateway;
 pub use param::Param;
 pub use registry::{AdapterFactory, BackendContext, Registry};
-pub use router::Route;
+pub use router::{Route, Targets};
 pub use stream::WireDecoder;
 pub use types::*;
 

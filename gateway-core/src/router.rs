@@ -122,6 +122,12 @@ pub struct Router {
     aliases: BTreeMap<String, AliasConfig>,
     /// Alias targets resolved once at build time.
     alias_routes: crate::LookupMap<String, Targets>,
+    /// Every name that resolves, with what it resolves to, so that a
+    /// request's name costs one lookup and borrows its routes (cloning a
+    /// route's shared names on every request made the worker threads
+    /// fight over their reference counts). Built from the rules
+    /// themselves, so it cannot disagree with them.
+    resolved: crate::LookupMap<Box<str>, Targets>,
 }
 
 impl Router {
@@ -172,6 +178,7 @@ impl Router {
             bare,
             aliases: config.aliases.clone(),
             alias_routes: crate::LookupMap::default(),
+            resolved: crate::LookupMap::default(),
         };
         let alias_routes = config
             .aliases
@@ -179,7 +186,29 @@ impl Router {
             .filter_map(|(name, alias)| Some((name.clone(), router.alias_targets(alias).ok()?)))
             .collect();
         router.alias_routes = alias_routes;
+        router.resolved = router.every_resolution();
         router
+    }
+
+    /// Every name that resolves, resolved by the rules. A name can only
+    /// resolve if it is an alias, `backend/model`, `backend.model` or a
+    /// bare model id, so these candidates cover them all.
+    fn every_resolution(&self) -> crate::LookupMap<Box<str>, Targets> {
+        let mut candidates: Vec<String> = self.alias_routes.keys().cloned().collect();
+        for (backend, models) in &self.backends {
+            for routed in &models.models {
+                candidates.push(format!("{backend}/{}", routed.id));
+                candidates.push(format!("{backend}.{}", routed.id));
+                candidates.push(routed.id.to_string());
+            }
+        }
+        candidates
+            .into_iter()
+            .filter_map(|name| {
+                let targets = self.plan_by_rules(&name).ok()?;
+                Some((name.into_boxed_str(), targets))
+            })
+            .collect()
     }
 
     /// Resolves a requested model name by the four rules to its (first)
@@ -190,7 +219,20 @@ impl Router {
 
     /// Resolves a requested model name by the four rules to every target it
     /// may be served by.
-    pub fn plan(&self, name: &str) -> Result<Targets, GatewayError> {
+    pub fn plan(&self, name: &str) -> Result<&Targets, GatewayError> {
+        if let Some(targets) = self.resolved.get(name) {
+            return Ok(targets);
+        }
+        match self.plan_by_rules(name) {
+            Err(err) => Err(err),
+            Ok(_) => Err(GatewayError::internal(format!(
+                "the router's table lacks '{name}', which resolves"
+            ))),
+        }
+    }
+
+    /// What [`Router::plan`] answers, worked out by the rules.
+    fn plan_by_rules(&self, name: &str) -> Result<Targets, GatewayError> {
         if name.trim().is_empty() {
             return Err(GatewayError::invalid_param(
                 "model",
@@ -487,6 +529,42 @@ mod tests {
                 (qualified.to_owned(), upstream.to_owned(), rule),
                 "{name}"
             );
+        }
+    }
+
+    /// The table `plan` reads answers every name as the rules do: the
+    /// names that resolve, and ones that do not (whose errors come from
+    /// the rules).
+    #[test]
+    fn the_table_agrees_with_the_rules() {
+        let router = router();
+        let mut names: Vec<String> = router
+            .resolved
+            .keys()
+            .map(|name| name.to_string())
+            .collect();
+        assert!(names.contains(&"vllm.meta-llama/Llama-3.1-8B".to_owned()));
+        assert!(!names.contains(&"gpt-4o-mini".to_owned()), "ambiguous");
+        names.extend(
+            [
+                "gpt-4o-mini",
+                "openai/gpt-5",
+                "zzz",
+                "",
+                "  ",
+                "vllm/",
+                "/qwen",
+                "openai.",
+                "smart ",
+            ]
+            .map(str::to_owned),
+        );
+        for name in names {
+            match (router.plan(&name), router.plan_by_rules(&name)) {
+                (Ok(table), Ok(rules)) => assert_eq!(*table, rules, "{name}"),
+                (Err(table), Err(rules)) => assert_eq!(table.message, rules.message, "{name}"),
+                (table, rules) => panic!("{name}: table {table:?}, rules {rules:?}"),
+            }
         }
     }
 

@@ -119,7 +119,7 @@ impl App {
     /// pass-through request), and with the headers they read taken from
     /// the head's bytes; everything else, a body over the limit included,
     /// gets `http` types and goes the way of [`App::call`].
-    pub(crate) fn call_whole(&mut self, request: RequestHead, body: Bytes) -> AppFuture {
+    pub(crate) fn call_whole(&mut self, request: RequestHead, body: Bytes) -> WholeFuture<'_> {
         let hot = HotRoute::of(request.method(), request.target())
             .filter(|_| body.len() <= self.body_limit_bytes);
         let Some(hot) = hot else {
@@ -141,14 +141,14 @@ impl App {
             HotRoute::ChatCompletions => None,
             HotRoute::Messages => Some(anthropic::forwarded_headers(&request)),
         };
-        let state = self.state.clone();
+        // Borrowed, not cloned: a clone per request is an atomic write to
+        // a count both worker threads share.
+        let state = &self.state;
         Box::pin(async move {
             let response = match (caller, forwarded) {
-                (Ok(auth::Caller(key)), None) => {
-                    openai::serve(&state, id.as_str(), key, body).await
-                }
+                (Ok(auth::Caller(key)), None) => openai::serve(state, id.as_str(), key, body).await,
                 (Ok(auth::Caller(key)), Some(forwarded)) => {
-                    anthropic::serve(&state, id.as_str(), key, forwarded, body).await
+                    anthropic::serve(state, id.as_str(), key, forwarded, body).await
                 }
                 (Err(refused), _) => refused,
             };
@@ -171,6 +171,11 @@ fn unreadable(message: &str) -> Response {
 
 /// The future of one request through [`App`].
 pub(crate) type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// The future of one request through [`App::call_whole`], which borrows
+/// the application.
+pub(crate) type WholeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send + 'a>>;
 
 /// `response` with the request's id in `x-request-id`.
 fn with_request_id(mut response: Response, id: HeaderValue) -> Response {

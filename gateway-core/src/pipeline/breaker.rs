@@ -4,7 +4,6 @@
 //!
 //! State is a few atomics, so checking it on every request takes no lock.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,8 +39,8 @@ pub struct Breaker {
 /// (the caller went away, or the outcome says nothing about the backend's
 /// health) frees the half-open probe for the next request.
 #[derive(Debug)]
-pub struct Ticket {
-    breaker: Arc<Breaker>,
+pub struct Ticket<'b> {
+    breaker: &'b Breaker,
     probe: bool,
 }
 
@@ -75,10 +74,10 @@ impl Breaker {
     }
 
     /// Lets a request through, or says how long until the breaker may.
-    pub fn try_pass(self: &Arc<Self>) -> Result<Ticket, Duration> {
+    pub fn try_pass(&self) -> Result<Ticket<'_>, Duration> {
         if self.opened_at.load(Ordering::Acquire) == 0 {
             return Ok(Ticket {
-                breaker: self.clone(),
+                breaker: self,
                 probe: false,
             });
         }
@@ -91,7 +90,7 @@ impl Breaker {
             .is_ok()
         {
             Ok(Ticket {
-                breaker: self.clone(),
+                breaker: self,
                 probe: true,
             })
         } else {
@@ -126,7 +125,7 @@ impl Breaker {
     }
 }
 
-impl Ticket {
+impl Ticket<'_> {
     /// The request reached a healthy backend.
     pub fn succeeded(mut self) {
         let breaker = &self.breaker;
@@ -161,7 +160,7 @@ impl Ticket {
     }
 }
 
-impl Drop for Ticket {
+impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if self.probe {
             self.breaker.probing.store(false, Ordering::Release);
@@ -172,6 +171,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn opens_after_threshold_and_refuses_during_cooldown() {

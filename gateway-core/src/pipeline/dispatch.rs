@@ -9,7 +9,6 @@
 //! and is never retried.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -25,22 +24,21 @@ use crate::router::{Route, Targets};
 #[derive(Debug)]
 pub(crate) struct BackendPipeline {
     pub(crate) reliability: Reliability,
-    pub(crate) breaker: Arc<Breaker>,
-    pub(crate) slots: Arc<BackendSlots>,
+    pub(crate) breaker: Breaker,
+    pub(crate) slots: BackendSlots,
 }
 
 impl BackendPipeline {
-    pub(crate) fn new(reliability: Reliability) -> Self {
+    /// The state of backend `backend`, which starts healthy and idle.
+    pub(crate) fn new(backend: &str, reliability: Reliability) -> Self {
         Self {
-            breaker: Arc::new(Breaker::new(
-                reliability.breaker_failures,
-                reliability.breaker_cooldown,
-            )),
-            slots: Arc::new(BackendSlots::new(
+            breaker: Breaker::new(reliability.breaker_failures, reliability.breaker_cooldown),
+            slots: BackendSlots::new(
+                backend,
                 reliability.max_concurrent,
                 reliability.max_queue,
                 reliability.queue_timeout,
-            )),
+            ),
             reliability,
         }
     }
@@ -70,11 +68,11 @@ impl<T> From<GatewayError> for AttemptError<T> {
 /// backend slot to hold while the answer streams, and the limits the rest
 /// of the answer must keep.
 #[derive(Debug)]
-pub struct Dispatched<T> {
+pub struct Dispatched<'t, T> {
     /// The answer.
     pub value: T,
     /// The target that answered.
-    pub route: Route,
+    pub route: &'t Route,
     /// The backend slot; hold it until the answer is fully sent.
     pub slot: BackendSlot,
     /// Idle and total limits for the rest of the answer.
@@ -94,7 +92,7 @@ fn counts_against_backend(err: &GatewayError) -> bool {
             .is_some_and(|status| (400..500).contains(&status))
 }
 
-fn settle(ticket: Ticket, err: &GatewayError) {
+fn settle(ticket: Ticket<'_>, err: &GatewayError) {
     if counts_against_backend(err) {
         ticket.failed();
     } else if err.origin == ErrorOrigin::Upstream {
@@ -136,9 +134,9 @@ fn backoff(reliability: &Reliability, retry: u32) -> Duration {
 /// weighted pick (among targets whose breaker lets requests through, when
 /// any does); a single route. A slice of the plan, so nothing is
 /// allocated per request.
-fn order<'a>(
+fn order<'a, 'p>(
     targets: &'a Targets,
-    breaker_of: &dyn Fn(&Route) -> Option<Arc<Breaker>>,
+    breaker_of: &dyn Fn(&Route) -> Option<&'p Breaker>,
 ) -> &'a [Route] {
     match targets {
         Targets::One(route) => std::slice::from_ref(route),
@@ -173,22 +171,18 @@ fn order<'a>(
 /// Runs `attempt` against `targets` until one answers, the failures are not
 /// retryable, or attempts and targets run out. `pipeline_of` gives each
 /// route's backend state; `max_stream` is the caller-side stream limit.
-pub(crate) async fn dispatch<'p, T, F, Fut>(
-    targets: &Targets,
+pub(crate) async fn dispatch<'p, 't, T, F, Fut>(
+    targets: &'t Targets,
     pipeline_of: impl Fn(&Route) -> Result<&'p BackendPipeline, GatewayError>,
     max_stream: Option<Duration>,
     mut attempt: F,
-) -> Result<Dispatched<T>, GatewayError>
+) -> Result<Dispatched<'t, T>, GatewayError>
 where
-    F: FnMut(Route) -> Fut,
+    F: FnMut(&'t Route) -> Fut,
     Fut: Future<Output = Result<T, AttemptError<T>>>,
 {
     let started = Instant::now();
-    let breaker_of = |route: &Route| {
-        pipeline_of(route)
-            .ok()
-            .map(|pipeline| pipeline.breaker.clone())
-    };
+    let breaker_of = |route: &Route| pipeline_of(route).ok().map(|pipeline| &pipeline.breaker);
     let order = order(targets, &breaker_of);
     let mut last: Option<(AttemptError<T>, &Route)> = None;
     let mut attempts = 0;
@@ -220,8 +214,7 @@ where
             let budget = reliability
                 .first_byte_timeout
                 .min(deadline.saturating_duration_since(now));
-            let outcome = match tokio::time::timeout_at(now + budget, attempt(route.clone())).await
-            {
+            let outcome = match tokio::time::timeout_at(now + budget, attempt(route)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(GatewayError::timeout(format!(
                     "backend '{}' sent no answer within {} ms (first_byte_timeout_ms / \
@@ -241,14 +234,14 @@ where
                         _ => (
                             deadline,
                             DeadlineReason::TotalTimeout {
-                                backend: route.backend.clone(),
+                                backend: slot.backend().clone(),
                                 limit: reliability.total_timeout,
                             },
                         ),
                     };
                     return Ok(Dispatched {
                         value,
-                        route: route.clone(),
+                        route,
                         slot,
                         limits: StreamLimits {
                             idle: reliability.idle_timeout,
@@ -307,14 +300,14 @@ where
 
 /// The end of a dispatch that produced no good answer: the upstream's own
 /// answer when there is one (pass-through), else the error.
-fn finish<T>(
+fn finish<'t, T>(
     failure: AttemptError<T>,
     attempts: u32,
-    route: &Route,
+    route: &'t Route,
     pipeline: &BackendPipeline,
     started: Instant,
     max_stream: Option<Duration>,
-) -> Result<Dispatched<T>, GatewayError> {
+) -> Result<Dispatched<'t, T>, GatewayError> {
     let Some(answer) = failure.answer else {
         return Err(failure.error);
     };
@@ -329,7 +322,7 @@ fn finish<T>(
         .min(reliability.total_timeout);
     Ok(Dispatched {
         value: answer,
-        route: route.clone(),
+        route,
         slot,
         limits: StreamLimits {
             idle: reliability.idle_timeout,

@@ -35,8 +35,6 @@ use crate::types::Usage;
 /// A request let in past its caller's limits. Hold it until the answer is
 /// fully sent: it owns the caller's concurrency slot.
 pub struct Admission {
-    /// Every target the requested name may be served by.
-    pub targets: Targets,
     /// The caller's key, when keys are configured.
     pub key: Option<Arc<KeyPolicy>>,
     slot: Option<SlotGuard>,
@@ -46,7 +44,6 @@ pub struct Admission {
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admission")
-            .field("targets", &self.targets)
             .field("key", &self.key.as_ref().map(|key| &key.id))
             .field("holds_slot", &self.slot.is_some())
             .finish()
@@ -55,9 +52,8 @@ impl std::fmt::Debug for Admission {
 
 impl Admission {
     /// An admission with no caller limits (library use, or no keys).
-    pub fn open(targets: Targets) -> Self {
+    pub fn open() -> Self {
         Self {
-            targets,
             key: None,
             slot: None,
             meter: None,
@@ -114,12 +110,12 @@ pub(crate) async fn admit(
     store: &Arc<dyn LimitStore>,
     key: Option<Arc<KeyPolicy>>,
     requested: &str,
-    targets: Targets,
+    targets: &Targets,
 ) -> Result<Admission, GatewayError> {
     let Some(policy) = key else {
-        return Ok(Admission::open(targets));
+        return Ok(Admission::open());
     };
-    policy.check_model(requested, &targets)?;
+    policy.check_model(requested, targets)?;
     if let Some(tpm) = policy.tpm {
         store.check_tokens(&policy.id, tpm).await.map_err(|wait| {
             limited(
@@ -160,7 +156,6 @@ pub(crate) async fn admit(
         tpm,
     });
     Ok(Admission {
-        targets,
         key: Some(policy),
         slot,
         meter,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+use thread_local::ThreadLocal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ErrorKind, GatewayError};
@@ -14,18 +15,39 @@ use crate::error::{ErrorKind, GatewayError};
 /// One backend's slots and queue.
 #[derive(Debug)]
 pub struct BackendSlots {
+    /// The backend's id, which each thread's [`Shard`] copies.
+    backend: Arc<str>,
     limit: Option<(Arc<Semaphore>, u32)>,
     max_queue: u32,
     queue_timeout: Duration,
-    in_flight: AtomicU32,
+    /// Requests in flight, counted per thread: a request touches only its
+    /// own thread's count and handle, where one shared count was written by
+    /// every worker thread on every request.
+    shards: ThreadLocal<Arc<Shard>>,
     queued: AtomicU32,
+}
+
+/// One thread's part of a backend's slots.
+#[derive(Debug)]
+struct Shard {
+    /// The backend's id: this thread's own copy, so that handing it out
+    /// does not write to a count other threads write too.
+    backend: Arc<str>,
+    in_flight: AtomicU32,
 }
 
 /// A slot held for one request; dropping it frees the slot.
 #[derive(Debug)]
 pub struct BackendSlot {
-    slots: Arc<BackendSlots>,
+    shard: Arc<Shard>,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl BackendSlot {
+    /// The id of the backend the slot belongs to.
+    pub fn backend(&self) -> &Arc<str> {
+        &self.shard.backend
+    }
 }
 
 /// Counters for `/v1/providers`.
@@ -51,20 +73,36 @@ impl Drop for Counted<'_> {
 }
 
 impl BackendSlots {
-    /// Slots for a backend; `max` `None` is unlimited (requests are still
+    /// Slots for `backend`; `max` `None` is unlimited (requests are still
     /// counted).
-    pub fn new(max: Option<u32>, max_queue: u32, queue_timeout: Duration) -> Self {
+    pub fn new(backend: &str, max: Option<u32>, max_queue: u32, queue_timeout: Duration) -> Self {
         Self {
+            backend: Arc::from(backend),
             limit: max.map(|max| (Arc::new(Semaphore::new(max as usize)), max)),
             max_queue,
             queue_timeout,
-            in_flight: AtomicU32::new(0),
+            shards: ThreadLocal::new(),
             queued: AtomicU32::new(0),
         }
     }
 
+    /// Counts one more request in flight on this thread's shard.
+    fn take(&self, permit: Option<OwnedSemaphorePermit>) -> BackendSlot {
+        let shard = self.shards.get_or(|| {
+            Arc::new(Shard {
+                backend: Arc::from(&*self.backend),
+                in_flight: AtomicU32::new(0),
+            })
+        });
+        shard.in_flight.fetch_add(1, Ordering::Relaxed);
+        BackendSlot {
+            shard: shard.clone(),
+            _permit: permit,
+        }
+    }
+
     /// Takes a slot, waiting in the queue if there is room in it.
-    pub async fn acquire(self: &Arc<Self>, backend: &str) -> Result<BackendSlot, GatewayError> {
+    pub async fn acquire(&self, backend: &str) -> Result<BackendSlot, GatewayError> {
         let permit = match &self.limit {
             None => None,
             Some((semaphore, max)) => match semaphore.clone().try_acquire_owned() {
@@ -72,15 +110,11 @@ impl BackendSlots {
                 Err(_) => Some(self.wait(semaphore, *max, backend).await?),
             },
         };
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Ok(BackendSlot {
-            slots: self.clone(),
-            _permit: permit,
-        })
+        Ok(self.take(permit))
     }
 
     /// Takes a slot only if one is free now.
-    pub fn acquire_now(self: &Arc<Self>) -> Result<BackendSlot, GatewayError> {
+    pub fn acquire_now(&self) -> Result<BackendSlot, GatewayError> {
         let permit = match &self.limit {
             None => None,
             Some((semaphore, max)) => {
@@ -91,11 +125,7 @@ impl BackendSlots {
                 })?)
             }
         };
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Ok(BackendSlot {
-            slots: self.clone(),
-            _permit: permit,
-        })
+        Ok(self.take(permit))
     }
 
     async fn wait(
@@ -127,7 +157,11 @@ impl BackendSlots {
     /// The current counters.
     pub fn counts(&self) -> SlotCounts {
         SlotCounts {
-            in_flight: self.in_flight.load(Ordering::Acquire),
+            in_flight: self
+                .shards
+                .iter()
+                .map(|shard| shard.in_flight.load(Ordering::Relaxed))
+                .sum(),
             queued: self.queued.load(Ordering::Acquire),
             max_concurrent: self.limit.as_ref().map(|(_, max)| *max),
             max_queue: self.max_queue,
@@ -137,7 +171,7 @@ impl BackendSlots {
 
 impl Drop for BackendSlot {
     fn drop(&mut self) {
-        self.slots.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shard.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -154,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_answers_503_and_counters_return_to_zero() {
-        let slots = Arc::new(BackendSlots::new(Some(1), 1, Duration::from_secs(60)));
+        let slots = Arc::new(BackendSlots::new("b", Some(1), 1, Duration::from_secs(60)));
         let first = slots.acquire("b").await.expect("free slot");
         let waiting = tokio::spawn({
             let slots = slots.clone();
@@ -185,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_queue_means_503_at_once() {
-        let slots = Arc::new(BackendSlots::new(Some(1), 0, Duration::from_secs(60)));
+        let slots = Arc::new(BackendSlots::new("b", Some(1), 0, Duration::from_secs(60)));
         let _first = slots.acquire("b").await.expect("free slot");
         assert_eq!(
             slots.acquire("b").await.map(|_| ()).map_err(|e| e.status()),

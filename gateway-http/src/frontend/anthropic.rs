@@ -110,8 +110,9 @@ async fn handle(
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
-    let admission = state.gateway.admit(key, &probed.model).await?;
-    let translated = if needs_translation(state, &admission, DIALECT.name) {
+    let targets = state.gateway.plan(&probed.model)?;
+    let admission = state.gateway.admit(key, &probed.model, targets).await?;
+    let translated = if needs_translation(state, targets, DIALECT.name) {
         let mut request = decode_request(&body)?;
         request.request_id = Some(request_id.to_owned());
         Some(Box::new(request))
@@ -120,6 +121,7 @@ async fn handle(
     };
     let exchange = Exchange {
         state,
+        targets,
         admission: &admission,
         dialect: &DIALECT,
         passthrough: |route: &Route| {

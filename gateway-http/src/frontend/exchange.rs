@@ -9,7 +9,7 @@ use futures::StreamExt;
 use gateway_core::pipeline::{Admission, AttemptError, Dispatched, Watchdog};
 use gateway_core::{
     ChatEvent, ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest,
-    PassthroughResponse, Route, Usage,
+    PassthroughResponse, Route, Targets, Usage,
 };
 use serde_json::Value;
 
@@ -42,9 +42,11 @@ pub(crate) struct Dialect {
 }
 
 /// One chat request, ready to dispatch.
-pub(crate) struct Exchange<'a, P> {
+pub(crate) struct Exchange<'a, 't, P> {
     /// Shared state.
     pub(crate) state: &'a AppState,
+    /// Every target the requested name leads to, borrowed from the router.
+    pub(crate) targets: &'t Targets,
     /// The caller's admission.
     pub(crate) admission: &'a Admission,
     /// The frontend's dialect.
@@ -58,28 +60,27 @@ pub(crate) struct Exchange<'a, P> {
     pub(crate) translated: Option<Box<ChatRequest>>,
 }
 
-/// True when some target of `admission` needs the request translated.
-pub(crate) fn needs_translation(state: &AppState, admission: &Admission, dialect: &str) -> bool {
-    admission
-        .targets
+/// True when some of `targets` needs the request translated.
+pub(crate) fn needs_translation(state: &AppState, targets: &Targets, dialect: &str) -> bool {
+    targets
         .routes()
         .any(|route| !state.gateway.can_pass_through(route, dialect))
 }
 
-impl<P> Exchange<'_, P>
+impl<'t, P> Exchange<'_, 't, P>
 where
     P: Fn(&Route) -> Result<PassthroughRequest, GatewayError>,
 {
     /// Dispatches the request through the provider stages.
-    pub(crate) async fn run(&self) -> Result<Dispatched<Answer>, GatewayError> {
+    pub(crate) async fn run(&self) -> Result<Dispatched<'t, Answer>, GatewayError> {
         let gateway = &self.state.gateway;
         gateway
-            .dispatch(&self.admission.targets, |route| async move {
-                if gateway.can_pass_through(&route, self.dialect.name) {
-                    let mut request = (self.passthrough)(&route)?;
-                    request.body = self.cap_body(&route, request.body)?;
+            .dispatch(self.targets, |route| async move {
+                if gateway.can_pass_through(route, self.dialect.name) {
+                    let mut request = (self.passthrough)(route)?;
+                    request.body = self.cap_body(route, request.body)?;
                     return gateway
-                        .passthrough_attempt(&route, request)
+                        .passthrough_attempt(route, request)
                         .await
                         .map(Answer::Passthrough)
                         .map_err(|failure| AttemptError {
@@ -95,18 +96,18 @@ where
                     .max_output_tokens
                     .or(route.default_max_tokens)
                     .map(u64::from);
-                if let Some(limit) = gateway.output_cap(self.admission, &route, asked)? {
+                if let Some(limit) = gateway.output_cap(self.admission, route, asked)? {
                     request.max_output_tokens = Some(limit);
                 }
                 // Boxed, so that the attempt's future (which dispatch holds
                 // and moves) is sized for pass-through, not for these.
                 if request.stream {
                     Ok(Answer::Stream(
-                        Box::pin(gateway.chat_stream_on(&route, request)).await?,
+                        Box::pin(gateway.chat_stream_on(route, request)).await?,
                     ))
                 } else {
                     Ok(Answer::Once(
-                        Box::pin(gateway.chat_once_on(&route, request)).await?,
+                        Box::pin(gateway.chat_once_on(route, request)).await?,
                     ))
                 }
             })
@@ -163,7 +164,7 @@ pub(crate) fn set_pointer(value: &mut Value, pointer: &str, new: Value) {
 /// byte (or until the client goes away), and usage is charged to the
 /// caller's token budget when it has one.
 pub(crate) fn respond(
-    dispatched: Dispatched<Answer>,
+    dispatched: Dispatched<'_, Answer>,
     admission: Admission,
     dialect: &'static Dialect,
     hide_usage_chunk: bool,

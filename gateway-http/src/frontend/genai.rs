@@ -19,7 +19,7 @@ use dialect_gemini::model_path;
 use dialect_gemini::request::{decode_request, decode_value};
 use dialect_gemini::response::encode_response;
 use dialect_gemini::stream::{ChunkEncoder, write_chunk};
-use gateway_core::pipeline::{Admission, KeyPolicy};
+use gateway_core::pipeline::KeyPolicy;
 use gateway_core::{GatewayError, PassthroughRequest, Route};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -117,11 +117,12 @@ async fn handle(
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let (model, method) = parse_action(rest)?;
-    let admission = state.gateway.admit(key, model).await?;
+    let targets = state.gateway.plan(model)?;
+    let admission = state.gateway.admit(key, model, targets).await?;
     if method == Method::CountTokens {
-        return count_tokens(state, &admission, &body).await;
+        return count_tokens(state, targets.primary(), &body).await;
     }
-    let translated = if needs_translation(state, &admission, DIALECT.name) {
+    let translated = if needs_translation(state, targets, DIALECT.name) {
         let mut request = decode_request(model, &body)?;
         request.request_id = Some(request_id.to_owned());
         request.stream = method == Method::Stream;
@@ -131,6 +132,7 @@ async fn handle(
     };
     let exchange = Exchange {
         state,
+        targets,
         admission: &admission,
         dialect: &DIALECT,
         passthrough: |route: &Route| {
@@ -171,10 +173,9 @@ fn error_frame(err: &GatewayError) -> Bytes {
 /// `x-modelgate-token-count` header).
 async fn count_tokens(
     state: &AppState,
-    admission: &Admission,
+    route: &Route,
     body: &Bytes,
 ) -> Result<Response, GatewayError> {
-    let route = admission.targets.primary();
     if state.gateway.can_pass_through(route, DIALECT.name) {
         let request = PassthroughRequest {
             operation: operation(route, Method::CountTokens).into(),

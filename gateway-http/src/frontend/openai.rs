@@ -76,8 +76,9 @@ async fn handle(
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
-    let admission = state.gateway.admit(key, &probed.model).await?;
-    let translated = if needs_translation(state, &admission, DIALECT.name) {
+    let targets = state.gateway.plan(&probed.model)?;
+    let admission = state.gateway.admit(key, &probed.model, targets).await?;
+    let translated = if needs_translation(state, targets, DIALECT.name) {
         let decoded = decode_request(&body)?;
         let mut request = decoded.request;
         request.request_id = Some(request_id.to_owned());
@@ -92,6 +93,7 @@ async fn handle(
     let hide_usage_chunk = admission.meter().is_some() && probed.stream && !probed.include_usage;
     let exchange = Exchange {
         state,
+        targets,
         admission: &admission,
         dialect: &DIALECT,
         passthrough: |route: &Route| {
@@ -109,20 +111,20 @@ async fn handle(
         translated: translated.map(|(request, _)| request),
     };
     let dispatched = exchange.run().await?;
-    let created = unix_now();
+    // `created` is read from the clock only for a translated answer.
     Ok(respond(
         dispatched,
         admission,
         &DIALECT,
         hide_usage_chunk,
         |events| {
-            let mut encoder = ChunkEncoder::new(created, include_usage);
+            let mut encoder = ChunkEncoder::new(unix_now(), include_usage);
             sse_response(events, move |event, out| match event {
                 Ok(event) => encoder.encode(&event, out),
                 Err(err) => encoder.encode_error(&err, out),
             })
         },
-        |response| encoded_json_response(encode_response(&response, created).to_json()),
+        |response| encoded_json_response(encode_response(&response, unix_now()).to_json()),
     ))
 }
 
