@@ -32,7 +32,7 @@ pub(crate) fn listable_names(state: &AppState, key: Option<&KeyPolicy>) -> Vec<S
             .filter(|name| {
                 router
                     .plan(name)
-                    .is_ok_and(|targets| key.may_list(name, &targets))
+                    .is_ok_and(|targets| key.may_list(name, targets))
             })
             .collect(),
     }
