@@ -21,6 +21,8 @@
 //! name of a struct on every call).
 
 use std::borrow::Cow;
+
+use bytes::BufMut;
 use std::ops::Range;
 
 /// Nesting [`Reader::skip`] follows; deeper values go to serde (whose own
@@ -409,33 +411,39 @@ fn plain_run(bytes: &[u8]) -> usize {
 /// quote, backslash and control characters escaped (the short forms where
 /// JSON has them, `\u00XX` otherwise), everything else as it is.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    put_str(out, text);
+}
+
+/// [`write_str`] into any buffer (a `BytesMut` of stream frames, say),
+/// which the caller has made room in.
+pub fn put_str(out: &mut impl BufMut, text: &str) {
     let mut rest = text.as_bytes();
-    out.reserve(rest.len() + 2);
-    out.push(b'"');
+    out.put_u8(b'"');
     loop {
         let run = plain_run(rest);
-        out.extend_from_slice(&rest[..run]);
+        out.put_slice(&rest[..run]);
         let Some(&byte) = rest.get(run) else {
             break;
         };
         match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
+            b'"' => out.put_slice(b"\\\""),
+            b'\\' => out.put_slice(b"\\\\"),
+            0x08 => out.put_slice(b"\\b"),
+            0x0c => out.put_slice(b"\\f"),
+            b'\n' => out.put_slice(b"\\n"),
+            b'\r' => out.put_slice(b"\\r"),
+            b'\t' => out.put_slice(b"\\t"),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(byte >> 4)]);
-                out.push(HEX[usize::from(byte & 0xf)]);
+                out.put_slice(b"\\u00");
+                out.put_u8(HEX[usize::from(byte >> 4)]);
+                out.put_u8(HEX[usize::from(byte & 0xf)]);
             }
         }
         rest = &rest[run + 1..];
     }
-    out.push(b'"');
+    out.put_u8(b'"');
 }
 
 /// Appends `items` as a JSON array, each written by `write`.

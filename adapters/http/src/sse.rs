@@ -84,12 +84,21 @@ impl<D: WireDecoder + Unpin> Stream for SseEvents<D> {
                     }
                 },
             };
-            this.pending.extend(this.decoded.drain(..));
             if let Err(err) = step {
                 this.ended = true;
                 this.pending.clear();
+                this.decoded.clear();
                 return Poll::Ready(Some(Err(err)));
             }
+            // The usual payload makes one event: it goes out as it is,
+            // without a stop in the queue.
+            if this.decoded.len() == 1
+                && this.pending.is_empty()
+                && let Some(event) = this.decoded.pop()
+            {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            this.pending.extend(this.decoded.drain(..));
         }
     }
 }
@@ -390,7 +399,11 @@ mod tests {
             for _ in 0..rng.usize(1..12) {
                 whole.push_str(lines[rng.usize(..lines.len())]);
                 // Mostly LF, as upstreams send; any ending in some streams.
-                let ending = if round % 3 == 0 { endings[rng.usize(..3)] } else { "\n" };
+                let ending = if round % 3 == 0 {
+                    endings[rng.usize(..3)]
+                } else {
+                    "\n"
+                };
                 whole.push_str(ending);
             }
             let bytes = whole.as_bytes();

@@ -280,8 +280,8 @@ impl ChunkEncoder {
         out.put_slice(b"data: ");
         out.put_slice(&self.prefix);
         out.put_slice(BEFORE);
-        // A string always serialises.
-        let _ = serde_json::to_writer((&mut *out).writer(), text);
+        // serde_json's bytes, without its writer's call per piece.
+        gateway_core::json::put_str(out, text);
         out.put_slice(AFTER);
         out.put_slice(b"\n\n");
     }
