@@ -137,20 +137,29 @@ impl Connection {
         &mut self,
         mut app: App,
         settings: Settings,
-        mut stopping: watch::Receiver<bool>,
+        stopping: watch::Receiver<bool>,
     ) -> io::Result<Ending> {
         let mut first = true;
         // One timer for the connection's life, moved only when it fires
         // early (see `head_deadline`).
         let timer = tokio::time::sleep(settings.header_timeout);
         tokio::pin!(timer);
+        // One wait for the stop signal for the connection's life too: a
+        // wait made for each request joined and left the channel's list of
+        // waiters (a lock each way) every time.
+        let mut stop_signal = stopping.clone();
+        let stopped = async move {
+            // A closed channel means the worker is going away: stop too.
+            let _ = stop_signal.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopped);
         loop {
             let deadline = Instant::now() + settings.header_timeout;
             let head = tokio::select! {
                 biased;
                 head = self.read_head() => head?,
                 () = head_deadline(timer.as_mut(), deadline) => return Ok(Ending::Closed),
-                _ = stopping.wait_for(|stop| *stop) => return Ok(Ending::Closed),
+                () = &mut stopped => return Ok(Ending::Closed),
             };
             let head = match head {
                 Some(Ok(head)) => head,
