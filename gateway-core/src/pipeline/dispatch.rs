@@ -181,7 +181,9 @@ where
     F: FnMut(&'t Route) -> Fut,
     Fut: Future<Output = Result<T, AttemptError<T>>>,
 {
-    let started = Instant::now();
+    // When the first attempt starts (total_timeout_ms counts from there):
+    // its clock read serves its first-byte budget too.
+    let mut first_attempt: Option<Instant> = None;
     let breaker_of = |route: &Route| pipeline_of(route).ok().map(|pipeline| &pipeline.breaker);
     let order = order(targets, &breaker_of);
     let mut last: Option<(AttemptError<T>, &Route)> = None;
@@ -189,7 +191,6 @@ where
     'targets: for route in order {
         let pipeline = pipeline_of(route)?;
         let reliability = &pipeline.reliability;
-        let deadline = started + reliability.total_timeout;
         for try_number in 1..=reliability.max_attempts.max(1) {
             let ticket = match pipeline.breaker.try_pass() {
                 Ok(ticket) => ticket,
@@ -209,8 +210,11 @@ where
                 }
             };
             attempts += 1;
-            // One clock read for both the budget and its deadline.
+            // One clock read for the budget, its deadline and (the first
+            // time) the start.
             let now = Instant::now();
+            let started = *first_attempt.get_or_insert(now);
+            let deadline = started + reliability.total_timeout;
             let budget = reliability
                 .first_byte_timeout
                 .min(deadline.saturating_duration_since(now));
@@ -291,7 +295,7 @@ where
             attempts,
             route,
             pipeline_of(route)?,
-            started,
+            first_attempt.unwrap_or_else(Instant::now),
             max_stream,
         ),
         None => Err(GatewayError::internal("no target to send the request to")),
