@@ -221,13 +221,17 @@ impl SseParser {
                 return Err(too_long());
             }
         }
-        let single = self.single.map_or(0, |(from, to)| to - from);
-        if self.single.is_none() {
-            self.drop_consumed();
+        // The event goes on past this chunk: its one data line is copied
+        // after all, so that the lines read can be dropped and the buffer
+        // holds no more than the line being read.
+        if let Some((from, to)) = self.single.take() {
+            self.data.extend_from_slice(&self.buffer[from..to]);
+            self.data.push(b'\n');
         }
+        self.drop_consumed();
         // A final CR is looked at again: it may be the first half of CRLF.
         self.scanned = self.buffer.len().saturating_sub(1);
-        if self.buffer.len() - self.consumed + single > MAX_EVENT_BYTES {
+        if self.buffer.len() + self.data.len() > MAX_EVENT_BYTES {
             return Err(too_long());
         }
         Ok(None)
@@ -419,6 +423,26 @@ mod tests {
             let expected = reference(whole.strip_suffix('\r').unwrap_or(&whole));
             assert_eq!(events(&chunks), expected, "{whole:?}");
         }
+    }
+
+    /// An event that goes on and on after its data line (here with
+    /// comments) does not pile up in the buffer.
+    #[test]
+    fn lines_read_are_dropped_while_an_event_goes_on() {
+        let mut parser = SseParser::default();
+        parser.feed(b"data: kept\n");
+        assert_eq!(parser.next_data().expect("valid"), None);
+        for _ in 0..1000 {
+            parser.feed(b": keep-alive comment\n");
+            assert_eq!(parser.next_data().expect("valid"), None);
+            assert!(
+                parser.buffer.len() < 64,
+                "{} bytes held",
+                parser.buffer.len()
+            );
+        }
+        parser.feed(b"\n");
+        assert_eq!(parser.next_data().expect("valid"), Some("kept"));
     }
 
     #[test]
