@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use adapter_http::{Upstream, UpstreamResponse, body_bytes, decode_sse, secret_header};
+use adapter_http::{
+    PassthroughFuture, Upstream, UpstreamResponse, body_bytes, decode_sse, secret_header,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use dialect_anthropic::request::{encode_plain_request, encode_request};
@@ -15,8 +17,7 @@ use dialect_anthropic::response::decode_response;
 use dialect_anthropic::stream::EventDecoder;
 use gateway_core::registry::{AdapterFactory, BackendContext, BuildError};
 use gateway_core::{
-    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
-    ProviderAdapter,
+    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, ProviderAdapter,
 };
 use http::{HeaderName, HeaderValue};
 
@@ -128,10 +129,16 @@ impl ProviderAdapter for AnthropicAdapter {
         true
     }
 
-    async fn passthrough(
-        &self,
+    // Not `async`: the upstream's future is handed on as it is, boxed
+    // once, rather than wrapped in one more future and boxed again.
+    fn passthrough<'life0, 'async_trait>(
+        &'life0 self,
         request: PassthroughRequest,
-    ) -> Result<PassthroughResponse, GatewayError> {
-        self.upstream.passthrough(request).await
+    ) -> PassthroughFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.upstream.passthrough(request)
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use adapter_http::{Upstream, body_bytes, decode_sse, secret_header};
+use adapter_http::{PassthroughFuture, Upstream, body_bytes, decode_sse, secret_header};
 use async_trait::async_trait;
 use dialect_gemini::model_path;
 use dialect_gemini::request::encode_request;
@@ -16,8 +16,7 @@ use dialect_gemini::response::decode_response;
 use dialect_gemini::stream::ChunkDecoder;
 use gateway_core::registry::{AdapterFactory, BackendContext, BuildError};
 use gateway_core::{
-    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
-    ProviderAdapter,
+    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, ProviderAdapter,
 };
 use http::HeaderName;
 
@@ -107,10 +106,16 @@ impl ProviderAdapter for GeminiAdapter {
         true
     }
 
-    async fn passthrough(
-        &self,
+    // Not `async`: the upstream's future is handed on as it is, boxed
+    // once, rather than wrapped in one more future and boxed again.
+    fn passthrough<'life0, 'async_trait>(
+        &'life0 self,
         request: PassthroughRequest,
-    ) -> Result<PassthroughResponse, GatewayError> {
-        self.upstream.passthrough(request).await
+    ) -> PassthroughFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.upstream.passthrough(request)
     }
 }

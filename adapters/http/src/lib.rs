@@ -17,6 +17,6 @@ pub use ndjson::decode_ndjson;
 pub use pool::UpstreamBody;
 pub use sse::decode_sse;
 pub use upstream::{
-    Upstream, UpstreamResponse, body_bytes, body_stream, error_answer, passthrough_response,
-    secret_header, transport_error,
+    PassthroughFuture, Upstream, UpstreamResponse, body_bytes, body_stream, error_answer,
+    passthrough_response, secret_header, transport_error,
 };

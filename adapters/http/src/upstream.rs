@@ -8,6 +8,8 @@
 //! redirect policy and `Response::url`, about 15% of the gateway's
 //! instructions on pass-through).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,24 +184,36 @@ impl Upstream {
     }
 
     /// Forwards a same-dialect request untouched and returns the upstream's
-    /// answer untouched, whatever its status.
-    pub async fn passthrough(
-        &self,
-        request: PassthroughRequest,
-    ) -> Result<PassthroughResponse, GatewayError> {
-        // `send` straight away rather than through `post`: one async level
-        // fewer keeps this future, which the adapter boxes per request,
-        // small.
-        let response = self
-            .send(
-                Method::POST,
-                &request.operation,
-                request.body,
-                &request.headers,
-                post_headers(request.stream),
-            )
-            .await?;
-        Ok(passthrough_response(response))
+    /// answer untouched, whatever its status; boxed, as
+    /// [`ProviderAdapter::passthrough`](gateway_core::ProviderAdapter::passthrough)
+    /// returns it, so that an adapter hands it on without an async level
+    /// of its own.
+    ///
+    /// The request is taken apart before the future is made: an `async fn`
+    /// would keep the whole request beside the parts it moved out, and the
+    /// future (boxed on every request) would grow past 1 KiB, where the
+    /// allocator leaves its fast path.
+    pub fn passthrough(&self, request: PassthroughRequest) -> PassthroughFuture<'_> {
+        let PassthroughRequest {
+            operation,
+            body,
+            stream,
+            headers,
+        } = request;
+        Box::pin(async move {
+            // `send` straight away rather than through `post`: one async
+            // level fewer.
+            let response = self
+                .send(
+                    Method::POST,
+                    &operation,
+                    body,
+                    &headers,
+                    post_headers(stream),
+                )
+                .await?;
+            Ok(passthrough_response(response))
+        })
     }
 
     /// GETs `path` (relative to the endpoint).
@@ -208,6 +222,12 @@ impl Upstream {
             .await
     }
 }
+
+/// The boxed future of [`Upstream::passthrough`]: what
+/// [`ProviderAdapter::passthrough`](gateway_core::ProviderAdapter::passthrough)
+/// returns once `async_trait` has desugared it.
+pub type PassthroughFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<PassthroughResponse, GatewayError>> + Send + 'a>>;
 
 /// The default headers of a POST with a JSON body, answered with JSON or,
 /// for a stream, with server-sent events.

@@ -8,15 +8,16 @@
 
 use std::sync::Arc;
 
-use adapter_http::{Upstream, body_bytes, decode_sse, error_answer, secret_header};
+use adapter_http::{
+    PassthroughFuture, Upstream, body_bytes, decode_sse, error_answer, secret_header,
+};
 use async_trait::async_trait;
 use dialect_openai::request::encode_request;
 use dialect_openai::response::decode_response;
 use dialect_openai::stream::ChunkDecoder;
 use gateway_core::registry::{AdapterFactory, BackendContext, BuildError};
 use gateway_core::{
-    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, PassthroughResponse,
-    ProviderAdapter,
+    ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest, ProviderAdapter,
 };
 use http::header::AUTHORIZATION;
 
@@ -108,10 +109,16 @@ impl ProviderAdapter for OpenAiAdapter {
         true
     }
 
-    async fn passthrough(
-        &self,
+    // Not `async`: the upstream's future is handed on as it is, boxed
+    // once, rather than wrapped in one more future and boxed again.
+    fn passthrough<'life0, 'async_trait>(
+        &'life0 self,
         request: PassthroughRequest,
-    ) -> Result<PassthroughResponse, GatewayError> {
-        self.upstream.passthrough(request).await
+    ) -> PassthroughFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.upstream.passthrough(request)
     }
 }
