@@ -154,6 +154,7 @@ impl Gateway {
         let mut issues = Vec::new();
         let mut warnings = Vec::new();
         let mut backends = Vec::new();
+        let router = Router::new(config);
         for (index, backend) in config.backends.iter().enumerate() {
             let at = FieldPath::root().key("backends").index(index);
             let Some(provider) = registry.get(&backend.dialect) else {
@@ -231,7 +232,12 @@ impl Gateway {
                     continue;
                 }
             };
-            let id: Arc<str> = Arc::from(backend.id.as_str());
+            // The router's own id, so that a route's backend is found by
+            // comparing pointers (see `Gateway::backend`).
+            let id: Arc<str> = router
+                .backend_id(&backend.id)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(backend.id.as_str()));
             let info = ProviderInfo {
                 id: backend.id.clone(),
                 dialect: backend.dialect.clone(),
@@ -268,7 +274,7 @@ impl Gateway {
             });
         }
         let gateway = Self {
-            router: Router::new(config),
+            router,
             backends,
             keys,
             limit_store: Arc::new(MemoryLimits::new(&config.keys)),
@@ -429,10 +435,10 @@ impl Gateway {
     }
 
     fn backend(&self, route: &Route) -> Result<&Backend, GatewayError> {
-        let at_index = self
-            .backends
-            .get(route.backend_index)
-            .filter(|backend| backend.id == route.backend);
+        let at_index = self.backends.get(route.backend_index).filter(|backend| {
+            // The same allocation for routes from this gateway's router.
+            Arc::ptr_eq(&backend.id, &route.backend) || backend.id == route.backend
+        });
         // A route from another config's router: look the id up instead.
         at_index
             .or_else(|| {

@@ -397,6 +397,12 @@ impl Router {
             .collect()
     }
 
+    /// The router's shared copy of backend `id`'s id, if it has that
+    /// backend.
+    pub fn backend_id(&self, id: &str) -> Option<&Arc<str>> {
+        self.backends.get_key_value(id).map(|(id, _)| id)
+    }
+
     /// Every name that resolves: aliases first (sorted), then each
     /// backend's `backend/model` in config order.
     pub fn names(&self) -> Vec<String> {
