@@ -101,6 +101,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads an object for the members named in `names`, each `null` or
+    /// what `read` reads (`None` in its slot when absent or null); other
+    /// members are checked and skipped. `None` when a named member comes
+    /// twice (serde refuses a repeated field).
+    pub fn fields<T, const N: usize>(
+        &mut self,
+        names: [&[u8]; N],
+        mut read: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<[Option<T>; N]> {
+        let mut values: [Option<T>; N] = std::array::from_fn(|_| None);
+        let mut seen = [false; N];
+        self.object(|reader, key| {
+            let Some(slot) = names.iter().position(|name| *name == key) else {
+                return reader.skip();
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return None;
+            }
+            values[slot] = reader.nullable(&mut read)?;
+            Some(())
+        })?;
+        Some(values)
+    }
+
     /// Whether the next value is a string (nothing is read).
     pub fn at_string(&mut self) -> bool {
         self.skip_whitespace();

@@ -262,23 +262,26 @@ pub(crate) fn read_block<'a>(reader: &mut Reader<'a>) -> Option<WireBlock<'a>> {
 
 /// `usage` for [`read_text_message`]: each count a `u64` or null.
 pub(crate) fn read_usage(reader: &mut Reader<'_>) -> Option<WireUsage> {
-    let mut usage = WireUsage::default();
-    let mut seen = [false; 4];
-    reader.object(|reader, key| {
-        let (slot, field) = match key {
-            b"input_tokens" => (0, &mut usage.input_tokens),
-            b"output_tokens" => (1, &mut usage.output_tokens),
-            b"cache_creation_input_tokens" => (2, &mut usage.cache_creation_input_tokens),
-            b"cache_read_input_tokens" => (3, &mut usage.cache_read_input_tokens),
-            _ => return reader.skip(),
-        };
-        if std::mem::replace(&mut seen[slot], true) {
-            return None;
-        }
-        *field = reader.nullable(Reader::u64)?;
-        Some(())
-    })?;
-    Some(usage)
+    let [
+        input_tokens,
+        output_tokens,
+        cache_creation_input_tokens,
+        cache_read_input_tokens,
+    ] = reader.fields(
+        [
+            b"input_tokens",
+            b"output_tokens",
+            b"cache_creation_input_tokens",
+            b"cache_read_input_tokens",
+        ],
+        Reader::u64,
+    )?;
+    Some(WireUsage {
+        input_tokens,
+        output_tokens,
+        cache_creation_input_tokens,
+        cache_read_input_tokens,
+    })
 }
 
 /// Anthropic-style message id for a gateway id.

@@ -131,46 +131,22 @@ fn read_event(data: &str) -> Option<WireEvent<'_>> {
 
 /// A `delta` of [`read_event`]: its strings, each a string or null.
 fn read_delta<'a>(reader: &mut Reader<'a>) -> Option<WireDelta<'a>> {
-    let mut delta = WireDelta {
-        kind: None,
-        text: None,
-        partial_json: None,
-        stop_reason: None,
-    };
-    let mut seen = [false; 4];
-    reader.object(|reader, key| {
-        let (slot, field) = match key {
-            b"type" => (0, &mut delta.kind),
-            b"text" => (1, &mut delta.text),
-            b"partial_json" => (2, &mut delta.partial_json),
-            b"stop_reason" => (3, &mut delta.stop_reason),
-            _ => return reader.skip(),
-        };
-        if std::mem::replace(&mut seen[slot], true) {
-            return None;
-        }
-        *field = reader.nullable(Reader::string)?;
-        Some(())
-    })?;
-    Some(delta)
+    let [kind, text, partial_json, stop_reason] = reader.fields(
+        [b"type", b"text", b"partial_json", b"stop_reason"],
+        Reader::string,
+    )?;
+    Some(WireDelta {
+        kind,
+        text,
+        partial_json,
+        stop_reason,
+    })
 }
 
 /// A `message` of [`read_event`] (`message_start`): its usage.
 fn read_message(reader: &mut Reader<'_>) -> Option<WireMessage> {
-    let mut usage = None;
-    reader.object(|reader, key| {
-        if key != b"usage" {
-            return reader.skip();
-        }
-        if usage.is_some() {
-            return None;
-        }
-        usage = Some(reader.nullable(read_usage)?);
-        Some(())
-    })?;
-    Some(WireMessage {
-        usage: usage.flatten(),
-    })
+    let [usage] = reader.fields([b"usage"], read_usage)?;
+    Some(WireMessage { usage })
 }
 
 /// How a `content_block_delta` event carrying text starts, up to its

@@ -62,18 +62,8 @@ pub(super) fn scan(body: &[u8]) -> Option<Scanned<'_>> {
 /// where serde would refuse or read it differently (not an object, a
 /// repeated `include_usage`).
 pub fn read_stream_options(reader: &mut Reader<'_>) -> Option<Option<bool>> {
-    let mut include_usage = None;
-    reader.object(|reader, key| {
-        if key != b"include_usage" {
-            return reader.skip();
-        }
-        if include_usage.is_some() {
-            return None;
-        }
-        include_usage = Some(reader.nullable(Reader::bool)?);
-        Some(())
-    })?;
-    Some(include_usage.flatten())
+    let [include_usage] = reader.fields([b"include_usage"], Reader::bool)?;
+    Some(include_usage)
 }
 
 #[cfg(test)]
