@@ -202,7 +202,7 @@ where
                     continue 'targets;
                 }
             };
-            let slot = match pipeline.slots.acquire(&route.backend).await {
+            let slot = match pipeline.slots.acquire().await {
                 Ok(slot) => slot,
                 Err(err) => {
                     last = Some((err.with_backend(&route.backend).into(), route));

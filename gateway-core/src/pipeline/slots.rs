@@ -102,12 +102,12 @@ impl BackendSlots {
     }
 
     /// Takes a slot, waiting in the queue if there is room in it.
-    pub async fn acquire(&self, backend: &str) -> Result<BackendSlot, GatewayError> {
+    pub async fn acquire(&self) -> Result<BackendSlot, GatewayError> {
         let permit = match &self.limit {
             None => None,
             Some((semaphore, max)) => match semaphore.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
-                Err(_) => Some(self.wait(semaphore, *max, backend).await?),
+                Err(_) => Some(self.wait(semaphore, *max).await?),
             },
         };
         Ok(self.take(permit))
@@ -132,8 +132,8 @@ impl BackendSlots {
         &self,
         semaphore: &Arc<Semaphore>,
         max: u32,
-        backend: &str,
     ) -> Result<OwnedSemaphorePermit, GatewayError> {
+        let backend = &self.backend;
         let queued = self.queued.fetch_add(1, Ordering::AcqRel);
         let _counted = Counted(&self.queued);
         if queued >= self.max_queue {
@@ -189,16 +189,16 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_answers_503_and_counters_return_to_zero() {
         let slots = Arc::new(BackendSlots::new("b", Some(1), 1, Duration::from_secs(60)));
-        let first = slots.acquire("b").await.expect("free slot");
+        let first = slots.acquire().await.expect("free slot");
         let waiting = tokio::spawn({
             let slots = slots.clone();
-            async move { slots.acquire("b").await.map(|_| ()) }
+            async move { slots.acquire().await.map(|_| ()) }
         });
         // Wait (without sleeping) until the second request is queued.
         while slots.counts().queued == 0 {
             tokio::task::yield_now().await;
         }
-        let refused = slots.acquire("b").await.expect_err("queue full");
+        let refused = slots.acquire().await.expect_err("queue full");
         assert_eq!(refused.status(), 503);
         assert!(refused.message.contains("queue (1) is full"));
         drop(first);
@@ -220,9 +220,9 @@ mod tests {
     #[tokio::test]
     async fn no_queue_means_503_at_once() {
         let slots = Arc::new(BackendSlots::new("b", Some(1), 0, Duration::from_secs(60)));
-        let _first = slots.acquire("b").await.expect("free slot");
+        let _first = slots.acquire().await.expect("free slot");
         assert_eq!(
-            slots.acquire("b").await.map(|_| ()).map_err(|e| e.status()),
+            slots.acquire().await.map(|_| ()).map_err(|e| e.status()),
             Err(503)
         );
         assert_eq!(slots.counts().queued, 0);
