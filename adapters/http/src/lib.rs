@@ -5,6 +5,7 @@
 //! [`decode_ndjson`]), and
 //! pass-through responses ([`passthrough_response`]).
 
+pub mod clock;
 mod http1;
 mod ndjson;
 mod outgoing;

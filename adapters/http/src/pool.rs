@@ -122,7 +122,8 @@ impl Pools {
         &self,
         request: &Outgoing<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let pool = self.threads.get_or_default().clone();
+        // Cloned only into the answer's body: a clone is an atomic write.
+        let pool = self.threads.get_or_default();
         // Written once, on the first HTTP/1.1 connection that needs it.
         let mut http1_head = None;
         loop {
@@ -134,7 +135,7 @@ impl Pools {
                             return Ok(response.map(|body| UpstreamBody {
                                 inner: Inner::Http1 {
                                     body,
-                                    pool: pool.clone(),
+                                    pool: Arc::clone(pool),
                                 },
                             }));
                         }
@@ -213,7 +214,7 @@ impl Pool {
             }
             idle.http2 = None;
         }
-        let now = Instant::now();
+        let now = crate::clock::coarse_instant();
         while let Some((connection, since)) = idle.http1.pop() {
             if now.duration_since(since) < IDLE_TIMEOUT {
                 return Some(Checkout::Http1 {
@@ -228,7 +229,7 @@ impl Pool {
     /// Takes back an HTTP/1.1 connection whose answer has ended.
     fn give_back(&self, connection: http1::Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
+        let now = crate::clock::coarse_instant();
         // The oldest are first: drop those that waited too long.
         let expired = idle
             .http1

@@ -8,4 +8,4 @@ pub use crate::http1::head::{
     FramingHeaders, HeaderSpan, HeaderSpans, MAX_HEAD, MAX_HEADERS, header_map, header_spans,
     push_header,
 };
-pub use crate::http1::read::ReadBuffer;
+pub use crate::http1::read::{ReadBuffer, copy_front, take_front};

@@ -154,7 +154,10 @@ impl Connection {
         };
         tokio::pin!(stopped);
         loop {
-            let deadline = Instant::now() + settings.header_timeout;
+            // By the coarse clock: a deadline of seconds needs no more
+            // than a tick's precision (see `adapter_http::clock`).
+            let deadline =
+                Instant::from_std(adapter_http::clock::coarse_instant()) + settings.header_timeout;
             let head = tokio::select! {
                 biased;
                 head = self.read_head() => head?,
@@ -273,7 +276,7 @@ impl Connection {
                     return Ok(Watched::Gone);
                 }
             }
-            let body = self.read.split_to(wanted).freeze();
+            let body = wire::take_front(&mut self.read, wanted);
             let whole = u64::try_from(wanted).is_ok_and(|wanted| wanted == length);
             return Ok(Watched::Ready(Ok((body, whole))));
         }
@@ -307,7 +310,7 @@ impl Connection {
     /// not hold its connection for ever). The wait is on the connection's
     /// one `timer` (see [`head_deadline`]), not a new one per read.
     async fn fill_within(&mut self, idle: Duration, timer: Pin<&mut Sleep>) -> io::Result<bool> {
-        let deadline = Instant::now() + idle;
+        let deadline = Instant::from_std(adapter_http::clock::coarse_instant()) + idle;
         tokio::select! {
             biased;
             read = poll_fn(|cx| self.poll_fill(cx)) => Ok(read? > 0),

@@ -134,7 +134,10 @@ pub(super) fn parse(buffer: &mut BytesMut) -> Result<Option<Head>, Refusal> {
     let framing = said.request_framing().map_err(Refusal::Malformed)?;
     let keep_alive = said.reusable(version);
     let request = RequestHead {
-        bytes: buffer.split_to(length).freeze(),
+        // Copied off rather than split off: the body that usually follows
+        // in the same read can then take the buffer unshared
+        // (`wire::copy_front`).
+        bytes: wire::copy_front(buffer, length),
         method,
         version,
         target,

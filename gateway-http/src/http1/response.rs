@@ -1,7 +1,7 @@
 //! An answer's head and its body's framing on the wire.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use adapter_http::wire::push_header;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -157,16 +157,16 @@ thread_local! {
     static CACHED_DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-/// Calls `write` with the current `Date` header value (IMF-fixdate).
+/// Calls `write` with the current `Date` header value (IMF-fixdate), by
+/// the coarse clock (`adapter_http::clock`): it may show the second
+/// before for the few milliseconds of a tick, which a one-second field
+/// cannot tell from the network's own delay.
 fn with_date(write: impl FnOnce(&[u8])) {
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
+    let second = adapter_http::clock::coarse_unix_seconds();
     CACHED_DATE.with_borrow_mut(|(made, date)| {
         if *made != second {
             *made = second;
-            *date = httpdate::fmt_http_date(now);
+            *date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(second));
         }
         write(date.as_bytes());
     });

@@ -8,6 +8,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Error;
+use super::read::take_front;
 
 /// A chunk-size line or trailer line longer than this is refused (the
 /// size is at most 16 hex digits; extensions are never this long).
@@ -193,9 +194,15 @@ fn take(buffer: &mut BytesMut, left: u64) -> (Bytes, u64) {
     let available = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
     let taken = left.min(available);
     // `taken` is at most `buffer.len()`, so it fits a usize.
-    let data = buffer
-        .split_to(usize::try_from(taken).unwrap_or(buffer.len()))
-        .freeze();
+    let taken_bytes = usize::try_from(taken).unwrap_or(buffer.len());
+    // The body's last piece may take the buffer itself (see
+    // `take_front`); a piece with more to come leaves the buffer its
+    // room for the next read.
+    let data = if taken == left {
+        take_front(buffer, taken_bytes)
+    } else {
+        buffer.split_to(taken_bytes).freeze()
+    };
     (data, left - taken)
 }
 

@@ -5,7 +5,7 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
@@ -70,7 +70,11 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
         // and what the framing headers say, in the same pass.
         let mut said = FramingHeaders::default();
         let spans = header_spans(parsed.headers, buffer, &mut said);
-        let head = buffer.split_to(length).freeze();
+        // The headers kept are copied out (`answer_headers`), so the head
+        // is dropped from the buffer rather than split off it, which
+        // would make the buffer shared (see `read::take_front`).
+        let kept = answer_headers(&buffer[..length], &spans);
+        buffer.advance(length);
         match code {
             101 => return Err(Error::Invalid("the upstream switched protocols")),
             100..=199 => continue,
@@ -83,7 +87,7 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = version;
-        *response.headers_mut() = answer_headers(&head, &spans).map_err(Error::Invalid)?;
+        *response.headers_mut() = kept.map_err(Error::Invalid)?;
         return Ok(Some(Head {
             response,
             framing,
@@ -195,9 +199,10 @@ pub(crate) fn only_answer_headers(headers: HeaderMap) -> HeaderMap {
 }
 
 /// The headers of an answer the gateway reads (see [`ANSWER_HEADERS`]),
-/// their values slices of `head`.
-fn answer_headers(head: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, &'static str> {
-    let mut headers = HeaderMap::new();
+/// out of `head`: a common content type as a static value, any other value
+/// copied.
+fn answer_headers(head: &[u8], spans: &[HeaderSpan]) -> Result<HeaderMap, &'static str> {
+    let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS.len());
     for span in spans {
         let sent = span.name(head);
         let Some(name) = ANSWER_HEADERS
@@ -206,12 +211,27 @@ fn answer_headers(head: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, &'sta
         else {
             continue;
         };
-        let value = HeaderValue::from_maybe_shared(span.shared_value(head))
-            .map_err(|_| "invalid header value")?;
+        let value = span.value(head);
+        let value = match COMMON_TYPES
+            .iter()
+            .find(|common| common.as_bytes() == value)
+        {
+            Some(common) => HeaderValue::from_static(common),
+            None => HeaderValue::from_bytes(value).map_err(|_| "invalid header value")?,
+        };
         headers.append(name, value);
     }
     Ok(headers)
 }
+
+/// The content types providers answer with, which [`answer_headers`]
+/// keeps without allocating.
+const COMMON_TYPES: [&str; 4] = [
+    "application/json",
+    "text/event-stream",
+    "application/json; charset=utf-8",
+    "text/event-stream; charset=utf-8",
+];
 
 /// What a message's `Transfer-Encoding`, `Content-Length` and `Connection`
 /// headers said, noted as the headers are read.
@@ -378,6 +398,21 @@ mod tests {
         assert_eq!(head.framing, Framing::Length(2));
         assert!(head.keep_alive);
         assert_eq!(&buffer[..], b"{}");
+    }
+
+    #[test]
+    fn common_and_uncommon_content_types_are_kept_as_sent() {
+        for sent in [
+            "text/event-stream",
+            "application/json; charset=utf-8",
+            "application/x-ndjson",
+            "Application/JSON",
+        ] {
+            let head = head(&format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {sent}\r\ncontent-length: 0\r\n\r\n"
+            ));
+            assert_eq!(head.response.headers()[CONTENT_TYPE], sent);
+        }
     }
 
     #[test]

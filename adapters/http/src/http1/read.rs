@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// A read into a buffer that holds bytes already has room for at least
@@ -107,6 +107,31 @@ impl ReadBuffer {
     }
 }
 
+/// The first `length` bytes of `buffer` (all of it when it holds no
+/// more), taken off it. When they are all of it the buffer itself is
+/// taken, which keeps it unshared: splitting a buffer makes it shared,
+/// which allocates a count that every piece then updates atomically (and
+/// an answer or a request body is usually the whole of its read).
+pub fn take_front(buffer: &mut BytesMut, length: usize) -> Bytes {
+    if length >= buffer.len() {
+        return std::mem::take(buffer).freeze();
+    }
+    buffer.split_to(length).freeze()
+}
+
+/// A copy of the first `length` bytes of `buffer` (all of it when it
+/// holds no more), taken off it: for a head, whose few hundred bytes
+/// cost less to copy than the shared buffer of [`take_front`] costs the
+/// body that follows it in the same read.
+pub fn copy_front(buffer: &mut BytesMut, length: usize) -> Bytes {
+    if length >= buffer.len() {
+        return std::mem::take(buffer).freeze();
+    }
+    let front = Bytes::copy_from_slice(&buffer[..length]);
+    buffer.advance(length);
+    front
+}
+
 impl Deref for ReadBuffer {
     type Target = BytesMut;
 
@@ -118,5 +143,25 @@ impl Deref for ReadBuffer {
 impl DerefMut for ReadBuffer {
     fn deref_mut(&mut self) -> &mut BytesMut {
         &mut self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_front_is_taken_and_the_rest_stays() {
+        let mut buffer = BytesMut::from(&b"headbody"[..]);
+        assert_eq!(copy_front(&mut buffer, 4), "head");
+        assert_eq!(&buffer[..], b"body");
+        assert_eq!(take_front(&mut buffer, 2), "bo");
+        assert_eq!(&buffer[..], b"dy");
+        // All of it, or more than there is: the buffer itself, now empty.
+        assert_eq!(take_front(&mut buffer, 9), "dy");
+        assert!(buffer.is_empty());
+        let mut buffer = BytesMut::from(&b"head"[..]);
+        assert_eq!(copy_front(&mut buffer, 4), "head");
+        assert!(buffer.is_empty());
     }
 }
