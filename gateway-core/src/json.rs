@@ -184,7 +184,7 @@ impl<'a> Reader<'a> {
         self.skip_whitespace();
         let start = self.at;
         self.number()?;
-        let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
+        let text = simdutf8::basic::from_utf8(&self.bytes[start..self.at]).ok()?;
         if text == "-0" {
             return None;
         }
@@ -196,7 +196,7 @@ impl<'a> Reader<'a> {
     pub fn plain_str(&mut self) -> Option<(&'a str, Range<usize>)> {
         self.skip_whitespace();
         let start = self.at;
-        let text = std::str::from_utf8(self.plain_bytes()?).ok()?;
+        let text = simdutf8::basic::from_utf8(self.plain_bytes()?).ok()?;
         Some((text, start..self.at))
     }
 
@@ -209,7 +209,7 @@ impl<'a> Reader<'a> {
         self.skip_plain();
         if self.peek()? == b'"' {
             self.at += 1;
-            return std::str::from_utf8(&self.bytes[start..self.at - 1])
+            return simdutf8::basic::from_utf8(&self.bytes[start..self.at - 1])
                 .ok()
                 .map(Cow::Borrowed);
         }

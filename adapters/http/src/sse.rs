@@ -188,7 +188,9 @@ impl SseParser {
                         &self.data[..]
                     }
                 };
-                return std::str::from_utf8(data).map(Some).map_err(|_| not_utf8());
+                return simdutf8::basic::from_utf8(data)
+                    .map(Some)
+                    .map_err(|_| not_utf8());
             }
             // Only the field name matters, and only whether it is `data`.
             let value_start = match line.strip_prefix(b"data") {
@@ -199,7 +201,7 @@ impl SseParser {
                     // A line that is not data is checked, not kept. The
                     // common all-ASCII line skips the full UTF-8 check,
                     // whose fixed cost per call was most of a short line's.
-                    if !line.is_ascii() && std::str::from_utf8(line).is_err() {
+                    if !line.is_ascii() && simdutf8::basic::from_utf8(line).is_err() {
                         return Err(not_utf8());
                     }
                     continue;

@@ -110,7 +110,7 @@ impl Framing {
             Self::UntilClose => Ok(Decoded::Data(buffer.split().freeze())),
             Self::Length(_) if buffer.is_empty() => Ok(Decoded::NeedMore),
             Self::Length(left) => {
-                let (data, left) = take(buffer, *left);
+                let (data, left) = take(buffer, *left, true);
                 *self = Self::length(left);
                 Ok(Decoded::Data(data))
             }
@@ -119,7 +119,7 @@ impl Framing {
                 match self {
                     Self::Done => Ok(Decoded::End),
                     Self::Chunked(Chunked::Data(left)) if !buffer.is_empty() => {
-                        let (data, left) = take(buffer, *left);
+                        let (data, left) = take(buffer, *left, false);
                         *self = Self::Chunked(if left == 0 {
                             Chunked::DataEnd
                         } else {
@@ -189,16 +189,16 @@ impl Framing {
 }
 
 /// Splits off up to `left` bytes of `buffer` (which is not empty); returns
-/// them and how many are still to come.
-fn take(buffer: &mut BytesMut, left: u64) -> (Bytes, u64) {
+/// them and how many are still to come. When they end the body
+/// (`ends_body`: `left` is all the body has left) the piece may take the
+/// buffer itself (see `take_front`); a piece with more to come leaves the
+/// buffer its room for the next read.
+fn take(buffer: &mut BytesMut, left: u64, ends_body: bool) -> (Bytes, u64) {
     let available = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
     let taken = left.min(available);
     // `taken` is at most `buffer.len()`, so it fits a usize.
     let taken_bytes = usize::try_from(taken).unwrap_or(buffer.len());
-    // The body's last piece may take the buffer itself (see
-    // `take_front`); a piece with more to come leaves the buffer its
-    // room for the next read.
-    let data = if taken == left {
+    let data = if ends_body && taken == left {
         take_front(buffer, taken_bytes)
     } else {
         buffer.split_to(taken_bytes).freeze()

@@ -1,7 +1,8 @@
 //! HTTP/1.1 answer heads, parsed with `httparse` straight out of the read
-//! buffer (header values share its bytes), with the body's framing and
-//! whether the connection may be reused decided by RFC 9112's rules. (A
-//! request's head is written by [`crate::outgoing`].)
+//! buffer (the few header values kept are copied, or static when common),
+//! with the body's framing and whether the connection may be reused
+//! decided by RFC 9112's rules. (A request's head is written by
+//! [`crate::outgoing`].)
 
 use std::mem::MaybeUninit;
 
