@@ -74,7 +74,7 @@ impl<D: WireDecoder + Unpin> Stream for SseEvents<D> {
                 Err(err) => Err(err),
                 Ok(None) => match ready!(this.body.as_mut().poll_next(cx)) {
                     Some(Ok(chunk)) => {
-                        this.parser.feed(&chunk);
+                        this.parser.feed(chunk);
                         Ok(())
                     }
                     Some(Err(err)) => Err(err),
@@ -110,13 +110,19 @@ impl<D: WireDecoder + Unpin> Stream for SseEvents<D> {
 /// dropped, as the standard says.
 ///
 /// An event with one `data` line (every dialect's usual event) is handed
-/// out where it lies in the buffer; only an event of several lines is
-/// copied, to join them.
+/// out where it lies; only an event of several lines is copied, to join
+/// them. A chunk that comes while nothing is buffered (the usual chunk: an
+/// upstream sends each event whole) is read where it lies too, and only
+/// what it leaves unfinished is copied into the buffer.
 #[derive(Debug, Default)]
 struct SseParser {
     /// Bytes not yet dropped: the lines of the event being read (or the
-    /// event returned last) up to `consumed`, then what is unread.
+    /// event returned last) up to `consumed`, then what is unread. Empty
+    /// while `held` is being read.
     buffer: BytesMut,
+    /// A chunk fed while `buffer` was empty, read in place; `consumed`,
+    /// `single` and `scanned` are offsets into it while it is not empty.
+    held: Bytes,
     /// How far into `buffer` lines have been read.
     consumed: usize,
     /// The current event's one `data` line, as a range of `buffer`, until a
@@ -140,20 +146,42 @@ struct SseParser {
 
 impl SseParser {
     /// Appends a chunk of the body.
-    fn feed(&mut self, mut chunk: &[u8]) {
+    fn feed(&mut self, mut chunk: Bytes) {
         if !self.started && !chunk.is_empty() {
             self.started = true;
-            chunk = chunk.strip_prefix("\u{feff}".as_bytes()).unwrap_or(chunk);
+            if chunk.starts_with("\u{feff}".as_bytes()) {
+                chunk.advance(3);
+            }
         }
-        if !self.cr_seen && memchr::memchr(b'\r', chunk).is_some() {
+        if !self.cr_seen && memchr::memchr(b'\r', &chunk).is_some() {
             self.cr_seen = true;
         }
-        self.buffer.extend_from_slice(chunk);
+        self.unhold();
+        if self.buffer.is_empty() {
+            self.held = chunk;
+        } else {
+            self.buffer.extend_from_slice(&chunk);
+        }
     }
 
-    /// Drops the lines read so far from the front of the buffer.
+    /// Moves what is left of `held` into `buffer` (which is then empty),
+    /// offsets unchanged, and lets go of the chunk: even read to its end
+    /// it would keep the upstream's read buffer alive while the stream
+    /// waits.
+    fn unhold(&mut self) {
+        if !self.held.is_empty() {
+            self.buffer.extend_from_slice(&self.held);
+        }
+        self.held = Bytes::new();
+    }
+
+    /// Drops the lines read so far from the front of the bytes read.
     fn drop_consumed(&mut self) {
-        self.buffer.advance(self.consumed);
+        if self.held.is_empty() {
+            self.buffer.advance(self.consumed);
+        } else {
+            self.held.advance(self.consumed);
+        }
         self.scanned = self.scanned.saturating_sub(self.consumed);
         self.consumed = 0;
     }
@@ -169,20 +197,23 @@ impl SseParser {
         }
         loop {
             let from = self.consumed.max(self.scanned);
-            let Some((line_end, next)) = line_break(&self.buffer, from, self.cr_seen) else {
+            let bytes = unread(&self.held, &self.buffer);
+            let Some((line_end, next)) = line_break(bytes, from, self.cr_seen) else {
                 break;
             };
             let line_start = self.consumed;
             self.consumed = next;
             self.scanned = 0;
-            let line = &self.buffer[line_start..line_end];
+            let line = &bytes[line_start..line_end];
             if line.is_empty() {
                 if self.data_lines == 0 {
                     continue;
                 }
                 self.returned = true;
                 let data = match self.single {
-                    Some((from, to)) => &self.buffer[from..to],
+                    // Borrowed afresh: a borrow returned from the loop
+                    // would hold `self` past it.
+                    Some((from, to)) => &unread(&self.held, &self.buffer)[from..to],
                     None => {
                         self.data.pop(); // The last line's newline.
                         &self.data[..]
@@ -213,11 +244,10 @@ impl SseParser {
                 continue;
             }
             if let Some((from, to)) = self.single.take() {
-                self.data.extend_from_slice(&self.buffer[from..to]);
+                self.data.extend_from_slice(&bytes[from..to]);
                 self.data.push(b'\n');
             }
-            self.data
-                .extend_from_slice(&self.buffer[value_start..line_end]);
+            self.data.extend_from_slice(&bytes[value_start..line_end]);
             self.data.push(b'\n');
             if self.data.len() > MAX_EVENT_BYTES {
                 return Err(too_long());
@@ -227,10 +257,14 @@ impl SseParser {
         // after all, so that the lines read can be dropped and the buffer
         // holds no more than the line being read.
         if let Some((from, to)) = self.single.take() {
-            self.data.extend_from_slice(&self.buffer[from..to]);
+            let bytes = unread(&self.held, &self.buffer);
+            self.data.extend_from_slice(&bytes[from..to]);
             self.data.push(b'\n');
         }
         self.drop_consumed();
+        // The rest of a held chunk (an unfinished line) waits in the buffer
+        // for the next chunk.
+        self.unhold();
         // A final CR is looked at again: it may be the first half of CRLF.
         self.scanned = self.buffer.len().saturating_sub(1);
         if self.buffer.len() + self.data.len() > MAX_EVENT_BYTES {
@@ -238,6 +272,13 @@ impl SseParser {
         }
         Ok(None)
     }
+}
+
+/// The bytes the parser reads: the held chunk while there is one, else the
+/// buffer. (A function of the two fields, not a method, so that the parser's
+/// other fields stay free to change while it is borrowed.)
+fn unread<'a>(held: &'a Bytes, buffer: &'a BytesMut) -> &'a [u8] {
+    if held.is_empty() { buffer } else { held }
 }
 
 fn not_utf8() -> GatewayError {
@@ -281,7 +322,7 @@ mod tests {
         let mut parser = SseParser::default();
         let mut seen = Vec::new();
         for chunk in chunks {
-            parser.feed(chunk);
+            parser.feed(Bytes::copy_from_slice(chunk));
             while let Some(data) = parser.next_data().expect("valid") {
                 seen.push(data.to_owned());
             }
@@ -330,8 +371,8 @@ mod tests {
     #[test]
     fn an_endless_line_or_event_is_an_error_not_a_growing_buffer() {
         let mut parser = SseParser::default();
-        parser.feed(b"data: ");
-        parser.feed(&vec![b'x'; MAX_EVENT_BYTES + 1]);
+        parser.feed(Bytes::from_static(b"data: "));
+        parser.feed(Bytes::from(vec![b'x'; MAX_EVENT_BYTES + 1]));
         let err = parser.next_data().expect_err("too long");
         assert_eq!(
             err.message,
@@ -342,7 +383,7 @@ mod tests {
         let line = [b"data: ".as_slice(), &vec![b'y'; 1024 * 1024], b"\n"].concat();
         let mut failed = false;
         for _ in 0..17 {
-            parser.feed(&line);
+            parser.feed(Bytes::copy_from_slice(&line));
             if parser.next_data().is_err() {
                 failed = true;
                 break;
@@ -432,10 +473,10 @@ mod tests {
     #[test]
     fn lines_read_are_dropped_while_an_event_goes_on() {
         let mut parser = SseParser::default();
-        parser.feed(b"data: kept\n");
+        parser.feed(Bytes::from_static(b"data: kept\n"));
         assert_eq!(parser.next_data().expect("valid"), None);
         for _ in 0..1000 {
-            parser.feed(b": keep-alive comment\n");
+            parser.feed(Bytes::from_static(b": keep-alive comment\n"));
             assert_eq!(parser.next_data().expect("valid"), None);
             assert!(
                 parser.buffer.len() < 64,
@@ -443,14 +484,14 @@ mod tests {
                 parser.buffer.len()
             );
         }
-        parser.feed(b"\n");
+        parser.feed(Bytes::from_static(b"\n"));
         assert_eq!(parser.next_data().expect("valid"), Some("kept"));
     }
 
     #[test]
     fn invalid_utf8_is_an_error() {
         let mut parser = SseParser::default();
-        parser.feed(b"data: \xff\n\n");
+        parser.feed(Bytes::from_static(b"data: \xff\n\n"));
         assert!(parser.next_data().is_err());
     }
 }

@@ -179,6 +179,10 @@ impl Stream for PassthroughBody {
 /// The initial size of the buffer a batch of SSE frames is written to.
 const FRAME_CAPACITY: usize = 512;
 
+/// Room added at once when a batch turns out to be a burst (about 35 more
+/// OpenAI text chunks).
+const BURST_CAPACITY: usize = 8 * 1024;
+
 /// A batch of SSE frames stops growing at about this size.
 const MAX_BATCH: usize = 64 * 1024;
 
@@ -238,6 +242,12 @@ where
                     // seven reallocations per event.
                     if out.capacity() == 0 {
                         out.reserve(FRAME_CAPACITY);
+                    } else if out.capacity() - out.len() < FRAME_CAPACITY {
+                        // A second event ready at once: a burst (a fast
+                        // upstream's whole answer in one read), which
+                        // usually goes on; one jump instead of doubling
+                        // four times, each a reallocation and a copy.
+                        out.reserve(BURST_CAPACITY);
                     }
                     (this.encode)(event, &mut out);
                 }
