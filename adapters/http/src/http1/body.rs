@@ -3,7 +3,8 @@
 //!
 //! Pure: it never reads. The connection feeds it what arrived and reads
 //! more when it answers [`Decoded::NeedMore`]. Data is split off the read
-//! buffer, not copied.
+//! buffer, not copied, except where several chunks' data already read is
+//! joined into one piece.
 
 use bytes::{Buf, Bytes, BytesMut};
 
