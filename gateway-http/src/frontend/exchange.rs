@@ -14,7 +14,7 @@ use gateway_core::{
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::frontend::shared::passthrough_response;
+use crate::frontend::shared::{passthrough_response, passthrough_whole, whole_body_now};
 use crate::frontend::usage::{UsageTap, hide_usage_chunk as hide_usage_chunk_from};
 
 /// What one attempt produced.
@@ -180,6 +180,21 @@ pub(crate) fn respond(
     let meter = admission.meter();
     match value {
         Answer::Passthrough(mut upstream) => {
+            // An answer already read whole (the usual JSON answer) is
+            // complete: its slots go now, and it is sent as one body of
+            // known length. (With a token budget to charge, or as a
+            // stream, it takes the way below.)
+            if meter.is_none() && !upstream.is_event_stream() {
+                let body =
+                    std::mem::replace(&mut upstream.body, Box::pin(futures::stream::empty()));
+                match whole_body_now(body) {
+                    Ok(whole) => {
+                        drop((slot, admission));
+                        return passthrough_whole(upstream.status, upstream.headers, whole);
+                    }
+                    Err(body) => upstream.body = body,
+                }
+            }
             if let Some(meter) = meter {
                 let sse = upstream.is_event_stream();
                 let mut tap = UsageTap::new(meter, dialect.usage_in, sse);

@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use gateway_core::pipeline::KeyPolicy;
 use gateway_core::{
     ChatEvent, ChatStream, ErrorKind, GatewayError, PassthroughResponse, UpstreamBody,
@@ -115,6 +115,47 @@ pub(crate) fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0)
+}
+
+/// The whole of `body` when it is already read (a JSON answer usually is,
+/// by the time its head has been parsed: it came in the same read), else
+/// `body` as it was. Polled without a waker: a body that is not ready
+/// registers the real one when it is next polled.
+pub(crate) fn whole_body_now(mut body: UpstreamBody) -> Result<Bytes, UpstreamBody> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let first = match body.as_mut().poll_next(&mut cx) {
+        Poll::Pending => return Err(body),
+        Poll::Ready(None) => return Ok(Bytes::new()),
+        Poll::Ready(Some(Ok(first))) => first,
+        Poll::Ready(Some(Err(err))) => {
+            return Err(Box::pin(
+                futures::stream::once(async { Err(err) }).chain(body),
+            ));
+        }
+    };
+    match body.as_mut().poll_next(&mut cx) {
+        Poll::Ready(None) => Ok(first),
+        Poll::Pending => Err(Box::pin(
+            futures::stream::once(async { Ok(first) }).chain(body),
+        )),
+        Poll::Ready(Some(second)) => Err(Box::pin(
+            futures::stream::iter([Ok(first), second]).chain(body),
+        )),
+    }
+}
+
+/// An upstream's answer whose body was already read whole
+/// ([`whole_body_now`]), sent back untouched: one body of known length,
+/// without the layers that stream it.
+pub(crate) fn passthrough_whole(
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// Streams the upstream's answer back untouched. A transport failure in the
@@ -262,5 +303,55 @@ where
         } else {
             Poll::Pending
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{FutureExt, stream};
+
+    fn bytes(text: &'static str) -> Result<Bytes, GatewayError> {
+        Ok(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// What is left of a body, item by item, as far as it is ready.
+    fn ready_items(mut body: UpstreamBody) -> Vec<Result<Bytes, String>> {
+        let mut items = Vec::new();
+        while let Some(Some(item)) = body.next().now_or_never() {
+            items.push(item.map_err(|err| err.message));
+        }
+        items
+    }
+
+    #[test]
+    fn a_body_read_whole_is_taken_whole() {
+        let body: UpstreamBody = Box::pin(stream::iter([bytes("{\"a\":1}")]));
+        assert_eq!(
+            whole_body_now(body).ok(),
+            Some(Bytes::from_static(b"{\"a\":1}"))
+        );
+        let empty: UpstreamBody = Box::pin(stream::empty());
+        assert_eq!(whole_body_now(empty).ok(), Some(Bytes::new()));
+    }
+
+    #[test]
+    fn a_body_not_read_whole_is_given_back_as_it_was() {
+        let ok = |text: &str| Ok(Bytes::copy_from_slice(text.as_bytes()));
+        // Two pieces ready.
+        let body: UpstreamBody = Box::pin(stream::iter([bytes("a"), bytes("b")]));
+        let body = whole_body_now(body).expect_err("not whole");
+        assert_eq!(ready_items(body), [ok("a"), ok("b")]);
+        // One piece, then a wait.
+        let body: UpstreamBody = Box::pin(stream::iter([bytes("a")]).chain(stream::pending()));
+        let body = whole_body_now(body).expect_err("not whole");
+        assert_eq!(ready_items(body), [ok("a")]);
+        // Nothing yet.
+        let body: UpstreamBody = Box::pin(stream::pending());
+        assert!(whole_body_now(body).is_err());
+        // A failure first.
+        let body: UpstreamBody = Box::pin(stream::iter([Err(GatewayError::upstream("cut"))]));
+        let body = whole_body_now(body).expect_err("not whole");
+        assert_eq!(ready_items(body), [Err("cut".to_owned())]);
     }
 }
