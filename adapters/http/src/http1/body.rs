@@ -111,7 +111,7 @@ impl Framing {
             Self::UntilClose => Ok(Decoded::Data(buffer.split().freeze())),
             Self::Length(_) if buffer.is_empty() => Ok(Decoded::NeedMore),
             Self::Length(left) => {
-                let (data, left) = take(buffer, *left, true);
+                let (data, left) = take(buffer, *left);
                 *self = Self::length(left);
                 Ok(Decoded::Data(data))
             }
@@ -120,7 +120,8 @@ impl Framing {
                 match self {
                     Self::Done => Ok(Decoded::End),
                     Self::Chunked(Chunked::Data(_)) if !buffer.is_empty() => {
-                        let data = self.take_chunk_data(buffer);
+                        let length = self.chunk_data_in(buffer);
+                        let data = buffer.split_to(length).freeze();
                         if !self.data_ready(buffer) {
                             return Ok(Decoded::Data(data));
                         }
@@ -135,7 +136,9 @@ impl Framing {
                         let mut joined = Vec::with_capacity(data.len() + buffer.len());
                         joined.extend_from_slice(&data);
                         while self.data_ready(buffer) {
-                            self.copy_chunk_data(buffer, &mut joined);
+                            let length = self.chunk_data_in(buffer);
+                            joined.extend_from_slice(&buffer[..length]);
+                            buffer.advance(length);
                         }
                         Ok(Decoded::Data(Bytes::from(joined)))
                     }
@@ -154,38 +157,20 @@ impl Framing {
             && !buffer.is_empty()
     }
 
-    /// Takes what `buffer` holds of the current chunk's data, which must
-    /// be next.
-    fn take_chunk_data(&mut self, buffer: &mut BytesMut) -> Bytes {
+    /// How many bytes at the front of `buffer` are the current chunk's
+    /// data (as much of it as has come), the state moved past them for the
+    /// caller to take them; 0 when no chunk's data is next.
+    fn chunk_data_in(&mut self, buffer: &BytesMut) -> usize {
         let Self::Chunked(Chunked::Data(left)) = *self else {
-            return Bytes::new();
+            return 0;
         };
-        let (data, left) = take(buffer, left, false);
+        let (length, left) = front_of(buffer, left);
         *self = Self::Chunked(if left == 0 {
             Chunked::DataEnd
         } else {
             Chunked::Data(left)
         });
-        data
-    }
-
-    /// [`Framing::take_chunk_data`] appended to `out` (no piece split off
-    /// the buffer).
-    fn copy_chunk_data(&mut self, buffer: &mut BytesMut, out: &mut Vec<u8>) {
-        let Self::Chunked(Chunked::Data(left)) = *self else {
-            return;
-        };
-        let available = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
-        let taken = left.min(available);
-        // `taken` is at most `buffer.len()`, so it fits a usize.
-        let taken_bytes = usize::try_from(taken).unwrap_or(buffer.len());
-        out.extend_from_slice(&buffer[..taken_bytes]);
-        buffer.advance(taken_bytes);
-        *self = Self::Chunked(if taken == left {
-            Chunked::DataEnd
-        } else {
-            Chunked::Data(left - taken)
-        });
+        length
     }
 
     /// Consumes chunked framing (sizes, CRLFs, trailers) from `buffer` as
@@ -243,22 +228,27 @@ impl Framing {
     }
 }
 
-/// Splits off up to `left` bytes of `buffer` (which is not empty); returns
-/// them and how many are still to come. When they end the body
-/// (`ends_body`: `left` is all the body has left) the piece may take the
-/// buffer itself (see `take_front`); a piece with more to come leaves the
-/// buffer its room for the next read.
-fn take(buffer: &mut BytesMut, left: u64, ends_body: bool) -> (Bytes, u64) {
+/// How many of `left` bytes still to come are at the front of `buffer`,
+/// and how many are then still to come.
+fn front_of(buffer: &BytesMut, left: u64) -> (usize, u64) {
     let available = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
     let taken = left.min(available);
     // `taken` is at most `buffer.len()`, so it fits a usize.
-    let taken_bytes = usize::try_from(taken).unwrap_or(buffer.len());
-    let data = if ends_body && taken == left {
-        take_front(buffer, taken_bytes)
+    (usize::try_from(taken).unwrap_or(buffer.len()), left - taken)
+}
+
+/// Splits off up to `left` bytes of a `Content-Length` body from `buffer`
+/// (which is not empty); returns them and how many are still to come. The
+/// body's last piece may take the buffer itself (see `take_front`); a
+/// piece with more to come leaves the buffer its room for the next read.
+fn take(buffer: &mut BytesMut, left: u64) -> (Bytes, u64) {
+    let (length, left) = front_of(buffer, left);
+    let data = if left == 0 {
+        take_front(buffer, length)
     } else {
-        buffer.split_to(taken_bytes).freeze()
+        buffer.split_to(length).freeze()
     };
-    (data, left - taken)
+    (data, left)
 }
 
 /// The first line of `buffer`: its length without the LF or CRLF, and the
