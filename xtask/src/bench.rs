@@ -516,12 +516,15 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         "| case | target | RPS (c64) | p50 | p99 | added p50 (c1) | CPU µs/req | RPS vs nginx | CPU vs nginx |\n|---|---|---|---|---|---|---|---|---|"
     );
     for (index, case) in cases.iter().enumerate() {
-        let pick = |target: &str, concurrency: &str, get: fn(&Load) -> f64| {
-            let mut values: Vec<f64> = figures
+        // Every round's figure, and their median.
+        let each = |target: &str, concurrency: &str, get: fn(&Load) -> f64| -> Vec<f64> {
+            figures
                 .get(&(index, target, concurrency))
                 .map(|runs| runs.iter().map(get).collect())
-                .unwrap_or_default();
-            median(&mut values)
+                .unwrap_or_default()
+        };
+        let pick = |target: &str, concurrency: &str, get: fn(&Load) -> f64| {
+            median(&mut each(target, concurrency, get))
         };
         let direct_p50_c1 = pick("direct", "c1", |l| l.p50_us);
         let nginx_rps = pick("nginx", "c64", |l| l.rps);
@@ -560,10 +563,18 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                     .map(|c| format!("{c:.0}"))
                     .unwrap_or_else(|| "-".to_owned()),
             );
+            // Every round's figures beside the medians: the c1 latency
+            // in particular moves by more between rounds than the gap it
+            // is read for.
             rows.push(json!({
                 "case": case.name, "target": target, "rps": rps, "p50_us": p50, "p99_us": p99,
                 "added_p50_us_c1": if target == "direct" { Value::Null } else { json!(added) },
                 "cpu_us_per_request": cpu_us,
+                "rounds": {
+                    "rps": each(target, "c64", |l| l.rps),
+                    "p50_us_c1": each(target, "c1", |l| l.p50_us),
+                    "cpu_us_per_request": cpu.get(&(index, target)).cloned().unwrap_or_default(),
+                },
             }));
         }
     }
