@@ -5,9 +5,9 @@
 //! They are Linux's coarse clocks, the time as of the kernel's last tick
 //! (at most one tick, 1–10 ms, behind). Reading one copies a value from the
 //! vDSO page; reading the precise clock also reads the CPU's time-stamp
-//! counter, which in a virtual machine costs far more. Four such reads per
-//! pass-through request were about 1% of the gateway's CPU time, the
-//! counter read most of it. nginx does the same with the time it caches
+//! counter and scales it: 16 ns against 4 ns on the bench machine (a
+//! million reads in a loop). Four precise reads per pass-through request
+//! were 0.5-1% of the gateway's CPU time by `perf record`. nginx does the same with the time it caches
 //! once per turn of its event loop. Elsewhere (no coarse clock) they are
 //! the precise clocks.
 
