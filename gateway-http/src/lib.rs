@@ -13,6 +13,7 @@ pub mod cli;
 mod frontend;
 mod headers;
 mod http1;
+mod listen;
 #[allow(unsafe_code)]
 pub mod plugins;
 mod request_id;
