@@ -5,10 +5,10 @@
 //! addresses, as nginx's `reuseport` and Envoy do. When the workers shared
 //! one socket instead, whichever worker was awake when a burst of
 //! connections came in accepted nearly all of it (waking the other takes
-//! tens of µs here, accepting one a few): in one bench round in three,
-//! all 64 of wrk's connections landed on one worker, which saturated its
-//! core while the other idled, and the round lost a fifth of its
-//! requests per second. Elsewhere `SO_REUSEPORT` does not balance, and
+//! tens of µs here, accepting one a few): in some bench rounds all 64 of
+//! wrk's connections landed on one worker, which saturated its core while
+//! the other idled, and the round lost a fifth of its requests per
+//! second. Elsewhere `SO_REUSEPORT` does not balance, and
 //! the workers share one socket.
 //!
 //! A socket group would also let a second gateway started on the same port
