@@ -186,7 +186,10 @@ where
     let mut first_attempt: Option<Instant> = None;
     let breaker_of = |route: &Route| pipeline_of(route).ok().map(|pipeline| &pipeline.breaker);
     let order = order(targets, &breaker_of);
-    let mut last: Option<(AttemptError<T>, &Route)> = None;
+    // Boxed: only a failed attempt sets it, and unboxed its few hundred
+    // bytes would be part of every state of this future, which each
+    // request's future carries (and moves) whole.
+    let mut last: Option<Box<(AttemptError<T>, &Route)>> = None;
     let mut attempts = 0;
     'targets: for route in order {
         let pipeline = pipeline_of(route)?;
@@ -195,17 +198,17 @@ where
             let ticket = match pipeline.breaker.try_pass() {
                 Ok(ticket) => ticket,
                 Err(wait) => {
-                    last = Some((
+                    last = Some(Box::new((
                         breaker_open(&route.backend, &pipeline.breaker, wait).into(),
                         route,
-                    ));
+                    )));
                     continue 'targets;
                 }
             };
             let slot = match pipeline.slots.acquire().await {
                 Ok(slot) => slot,
                 Err(err) => {
-                    last = Some((err.with_backend(&route.backend).into(), route));
+                    last = Some(Box::new((err.with_backend(&route.backend).into(), route)));
                     continue 'targets;
                 }
             };
@@ -218,78 +221,84 @@ where
             let budget = reliability
                 .first_byte_timeout
                 .min(deadline.saturating_duration_since(now));
-            let outcome = match tokio::time::timeout_at(now + budget, attempt(route)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(GatewayError::timeout(format!(
-                    "backend '{}' sent no answer within {} ms (first_byte_timeout_ms / \
-                     total_timeout_ms)",
-                    route.backend,
-                    budget.as_millis()
-                ))
-                .into()),
-            };
-            let failure = match outcome {
-                Ok(value) => {
-                    ticket.succeeded();
-                    let (deadline, deadline_reason) = match max_stream {
-                        Some(limit) if started + limit < deadline => {
-                            (started + limit, DeadlineReason::MaxStreamDuration(limit))
-                        }
-                        _ => (
-                            deadline,
-                            DeadlineReason::TotalTimeout {
-                                backend: slot.backend().clone(),
-                                limit: reliability.total_timeout,
+            // In a block: the attempt's outcome and failure (hundreds of
+            // bytes each) end before the backoff's await, so the future
+            // does not keep room for them while it sleeps.
+            let delay = {
+                let outcome = match tokio::time::timeout_at(now + budget, attempt(route)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(GatewayError::timeout(format!(
+                        "backend '{}' sent no answer within {} ms (first_byte_timeout_ms / \
+                         total_timeout_ms)",
+                        route.backend,
+                        budget.as_millis()
+                    ))
+                    .into()),
+                };
+                let failure = match outcome {
+                    Ok(value) => {
+                        ticket.succeeded();
+                        let (deadline, deadline_reason) = match max_stream {
+                            Some(limit) if started + limit < deadline => {
+                                (started + limit, DeadlineReason::MaxStreamDuration(limit))
+                            }
+                            _ => (
+                                deadline,
+                                DeadlineReason::TotalTimeout {
+                                    backend: slot.backend().clone(),
+                                    limit: reliability.total_timeout,
+                                },
+                            ),
+                        };
+                        return Ok(Dispatched {
+                            value,
+                            route,
+                            slot,
+                            limits: StreamLimits {
+                                idle: reliability.idle_timeout,
+                                deadline,
+                                deadline_reason,
                             },
-                        ),
-                    };
-                    return Ok(Dispatched {
-                        value,
-                        route,
-                        slot,
-                        limits: StreamLimits {
-                            idle: reliability.idle_timeout,
-                            deadline,
-                            deadline_reason,
-                        },
-                        attempts,
-                    });
+                            attempts,
+                        });
+                    }
+                    Err(mut failure) => {
+                        failure.error = failure.error.with_backend(&route.backend);
+                        failure
+                    }
+                };
+                settle(ticket, &failure.error);
+                drop(slot);
+                if !failure.error.retryable {
+                    return finish(failure, attempts, route, pipeline, started, max_stream);
                 }
-                Err(mut failure) => {
-                    failure.error = failure.error.with_backend(&route.backend);
-                    failure
-                }
+                tracing::debug!(
+                    backend = %route.backend,
+                    attempt = try_number,
+                    status = failure.error.status(),
+                    "attempt failed: {}",
+                    failure.error
+                );
+                let delay = match failure.error.retry_after {
+                    Some(wait) if wait > reliability.max_retry_after => {
+                        // Longer than we wait: the client gets it (or the next
+                        // target is tried).
+                        last = Some(Box::new((failure, route)));
+                        continue 'targets;
+                    }
+                    Some(wait) => wait,
+                    None => backoff(reliability, try_number),
+                };
+                last = Some(Box::new((failure, route)));
+                delay
             };
-            settle(ticket, &failure.error);
-            drop(slot);
-            if !failure.error.retryable {
-                return finish(failure, attempts, route, pipeline, started, max_stream);
-            }
-            tracing::debug!(
-                backend = %route.backend,
-                attempt = try_number,
-                status = failure.error.status(),
-                "attempt failed: {}",
-                failure.error
-            );
-            let delay = match failure.error.retry_after {
-                Some(wait) if wait > reliability.max_retry_after => {
-                    // Longer than we wait: the client gets it (or the next
-                    // target is tried).
-                    last = Some((failure, route));
-                    continue 'targets;
-                }
-                Some(wait) => wait,
-                None => backoff(reliability, try_number),
-            };
-            last = Some((failure, route));
             if try_number == reliability.max_attempts || Instant::now() + delay >= deadline {
                 continue 'targets;
             }
             tokio::time::sleep(delay).await;
         }
     }
-    match last {
+    match last.map(|last| *last) {
         Some((failure, route)) => finish(
             failure,
             attempts,
