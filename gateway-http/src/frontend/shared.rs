@@ -127,21 +127,21 @@ pub(crate) fn whole_body_now(mut body: UpstreamBody) -> Result<Bytes, UpstreamBo
         Poll::Pending => return Err(body),
         Poll::Ready(None) => return Ok(Bytes::new()),
         Poll::Ready(Some(Ok(first))) => first,
-        Poll::Ready(Some(Err(err))) => {
-            return Err(Box::pin(
-                futures::stream::once(async { Err(err) }).chain(body),
-            ));
-        }
+        Poll::Ready(Some(Err(err))) => return Err(given_back([Err(err)], body)),
     };
     match body.as_mut().poll_next(&mut cx) {
         Poll::Ready(None) => Ok(first),
-        Poll::Pending => Err(Box::pin(
-            futures::stream::once(async { Ok(first) }).chain(body),
-        )),
-        Poll::Ready(Some(second)) => Err(Box::pin(
-            futures::stream::iter([Ok(first), second]).chain(body),
-        )),
+        Poll::Pending => Err(given_back([Ok(first)], body)),
+        Poll::Ready(Some(second)) => Err(given_back([Ok(first), second], body)),
     }
+}
+
+/// `body` with the items already taken from it put back in front.
+fn given_back<const N: usize>(
+    taken: [Result<Bytes, GatewayError>; N],
+    body: UpstreamBody,
+) -> UpstreamBody {
+    Box::pin(futures::stream::iter(taken).chain(body))
 }
 
 /// An upstream's answer whose body was already read whole
