@@ -8,8 +8,8 @@
 //! tens of µs here, accepting one a few): in some bench rounds all 64 of
 //! wrk's connections landed on one worker, which saturated its core while
 //! the other idled, and the round lost a fifth of its requests per
-//! second. Elsewhere `SO_REUSEPORT` does not balance, and
-//! the workers share one socket.
+//! second. Elsewhere `SO_REUSEPORT` does not balance, and the workers
+//! share one socket.
 //!
 //! A socket group would also let a second gateway started on the same port
 //! join it silently and take a share of the connections. So an explicit

@@ -4,10 +4,10 @@
 //! The server runs one single-threaded tokio runtime per CPU, each
 //! accepting from its own listening socket (as nginx's worker processes
 //! do with `reuseport`; see [`crate::listen`]), rather than one
-//! work-stealing runtime: a request and the upstream
-//! connection that serves it stay on one thread, so wake-ups between them
-//! are local and the connection pools need no cross-thread traffic. This
-//! measured about 15% more requests per second on pass-through.
+//! work-stealing runtime: a request and the upstream connection that
+//! serves it stay on one thread, so wake-ups between them are local and
+//! the connection pools need no cross-thread traffic. This measured about
+//! 15% more requests per second on pass-through.
 //!
 //! Each worker runs its own accept loop, each connection served by the
 //! gateway's own HTTP/1.1 connection ([`crate::http1`]; HTTP/2 with prior

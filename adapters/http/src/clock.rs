@@ -7,9 +7,9 @@
 //! vDSO page; reading the precise clock also reads the CPU's time-stamp
 //! counter and scales it: 16 ns against 4 ns on the bench machine (a
 //! million reads in a loop). Four precise reads per pass-through request
-//! were 0.5-1% of the gateway's CPU time by `perf record`. nginx does the same with the time it caches
-//! once per turn of its event loop. Elsewhere (no coarse clock) they are
-//! the precise clocks.
+//! were 0.5-1% of the gateway's CPU time by `perf record`. nginx does the
+//! same with the time it caches once per turn of its event loop. Elsewhere
+//! (no coarse clock) they are the precise clocks.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
