@@ -10,8 +10,9 @@
 # warm-up (default 3). BINARY defaults to target/release/modelgate, which
 # must be built (with fast-upstream) first:
 #   cargo build --release -p gateway-http -p fast-upstream
-# Needs valgrind and wrk. Leaves callgrind.out.* in $OUT (default a temp dir)
-# for callgrind_annotate.
+# CONNS sets wrk's connections (default 8; CONNS=1 shows what a lone client
+# costs, the runtime's parking included). Needs valgrind and wrk. Leaves
+# callgrind.out.* in $OUT (default a temp dir) for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case_name=${1:-pt}
@@ -83,9 +84,9 @@ pids+=($gateway_pid)
 gateway=$(after_marker "$out/gateway.log" "modelgate listening on http://")
 url="http://$gateway/v1/chat/completions"
 
-wrk -t1 -c8 -d2s -s "$out/post.lua" "$url" >/dev/null
+wrk -t1 -c"${CONNS:-8}" -d2s -s "$out/post.lua" "$url" >/dev/null
 callgrind_control -z "$gateway_pid" >/dev/null
-requests=$(wrk -t1 -c8 -d"${seconds}s" -s "$out/post.lua" "$url" | awk '/requests in/ {print $1}')
+requests=$(wrk -t1 -c"${CONNS:-8}" -d"${seconds}s" -s "$out/post.lua" "$url" | awk '/requests in/ {print $1}')
 callgrind_control -d "$gateway_pid" >/dev/null
 # The dump after zeroing holds the loaded interval only; sum its threads.
 total=0

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use crate::adapter::{ChatStream, PassthroughRequest, PassthroughResponse, ProviderAdapter};
@@ -585,48 +585,66 @@ impl Gateway {
     /// [`ProviderAdapter::passthrough`]); one attempt, no retries. A
     /// successful answer is returned once its first body chunk has arrived,
     /// so a connection that breaks before any output is an error here.
-    pub async fn passthrough(
-        &self,
-        route: &Route,
+    ///
+    /// Not an `async fn`: the adapter's call is made here, taking the
+    /// request, so that the future does not also keep a dead copy of the
+    /// request (an `async fn` keeps its arguments for its whole life), as
+    /// every future that awaits it would in turn.
+    pub fn passthrough<'a>(
+        &'a self,
+        route: &'a Route,
         request: PassthroughRequest,
-    ) -> Result<PassthroughResponse, GatewayError> {
-        let backend = self.backend(route)?;
-        let mut response = backend
-            .adapter
-            .passthrough(request)
-            .await
-            .map_err(|err| err.with_backend(&route.backend))?;
-        if response.status.is_success() {
-            let first = response.body.next().await;
-            if let Some(Err(err)) = first {
-                return Err(err.with_backend(&route.backend));
+    ) -> impl Future<Output = Result<PassthroughResponse, GatewayError>> + Send + 'a {
+        let call = self
+            .backend(route)
+            .map(|backend| backend.adapter.passthrough(request))
+            .map_err(Box::new);
+        async move {
+            let mut response = call
+                .map_err(|err| *err)?
+                .await
+                .map_err(|err| err.with_backend(&route.backend))?;
+            if response.status.is_success() {
+                let first = response.body.next().await;
+                if let Some(Err(err)) = first {
+                    return Err(err.with_backend(&route.backend));
+                }
+                response.body = Box::pin(futures::stream::iter(first).chain(response.body));
             }
-            response.body = Box::pin(futures::stream::iter(first).chain(response.body));
+            Ok(response)
         }
-        Ok(response)
     }
 
     /// The pass-through attempt for [`Gateway::dispatch`]: an upstream
     /// answer with a retryable status (408, 429, 5xx) is a failure to retry,
     /// that still goes back to the client untouched when no retry is left.
-    pub async fn passthrough_attempt(
-        &self,
-        route: &Route,
+    /// Not an `async fn`, for the reason [`Gateway::passthrough`] gives.
+    pub fn passthrough_attempt<'a>(
+        &'a self,
+        route: &'a Route,
         request: PassthroughRequest,
-    ) -> Result<PassthroughResponse, AttemptError<PassthroughResponse>> {
-        let response = self.passthrough(route, request).await?;
-        let status = response.status.as_u16();
-        if !matches!(status, 408 | 429 | 500..=599) {
-            return Ok(response);
-        }
-        let mut error =
-            GatewayError::from_upstream_status(status, format!("upstream answered {status}"), "")
-                .with_backend(&route.backend);
-        error.status_override = Some(status);
-        error.retry_after = crate::error::retry_after(&response.headers);
-        Err(AttemptError {
-            error,
-            answer: Some(response),
+    ) -> impl Future<Output = Result<PassthroughResponse, AttemptError<PassthroughResponse>>> + Send + 'a
+    {
+        // A map rather than an async block, which would keep the
+        // passthrough future twice: as captured, and as awaited.
+        self.passthrough(route, request).map(move |answer| {
+            let response = answer?;
+            let status = response.status.as_u16();
+            if !matches!(status, 408 | 429 | 500..=599) {
+                return Ok(response);
+            }
+            let mut error = GatewayError::from_upstream_status(
+                status,
+                format!("upstream answered {status}"),
+                "",
+            )
+            .with_backend(&route.backend);
+            error.status_override = Some(status);
+            error.retry_after = crate::error::retry_after(&response.headers);
+            Err(AttemptError {
+                error,
+                answer: Some(response),
+            })
         })
     }
 

@@ -501,9 +501,18 @@ impl Connection {
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     }
 
-    /// Writes all of `slices`, in as few writes as the socket allows.
-    async fn write_all(&mut self, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-        IoSlice::advance_slices(&mut slices, 0);
+    /// Writes all of `slices`, in as few writes as the socket allows. Empty
+    /// slices (an absent head, a frame's end that is nothing) are left out
+    /// rather than handed to the kernel, which would walk them too.
+    async fn write_all(&mut self, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let mut filled = 0;
+        for at in 0..slices.len() {
+            if !slices[at].is_empty() {
+                slices.swap(filled, at);
+                filled += 1;
+            }
+        }
+        let mut slices = &mut slices[..filled];
         while !slices.is_empty() {
             let written =
                 poll_fn(|cx| Pin::new(&mut self.socket).poll_write_vectored(cx, slices)).await?;
