@@ -14,12 +14,14 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{get, post};
+use futures::FutureExt;
 use gateway_core::Gateway;
 use tower_service::Service;
 
 use crate::frontend::{anthropic, common, genai, openai};
 use crate::http1::request::RequestHead;
 use crate::http1::response::refusal_json;
+use crate::request_id::RequestId;
 use crate::{auth, request_id};
 
 /// What every handler shares.
@@ -125,23 +127,38 @@ impl App {
         let Some(hot) = hot else {
             let request = match request.into_request() {
                 Ok(request) => request,
-                Err(message) => return Box::pin(std::future::ready(Ok(unreadable(message)))),
+                Err(message) => {
+                    return Box::pin(std::future::ready(WholeAnswer {
+                        response: unreadable(message),
+                        request_id: None,
+                    }));
+                }
             };
             let body = if body.is_empty() {
                 Body::empty()
             } else {
                 Body::from(body)
             };
-            return self.call(request.map(|()| body));
+            // `App::call` stamps the id itself.
+            return Box::pin(self.call(request.map(|()| body)).map(|answered| {
+                let response = match answered {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                WholeAnswer {
+                    response,
+                    request_id: None,
+                }
+            }));
         };
         let id = request_id::choose(&request);
         let key = match auth::identify(&self.state, &request, hot.path(), None) {
             Ok(auth::Caller(key)) => key,
             Err(refused) => {
-                return Box::pin(std::future::ready(Ok(with_request_id(
-                    refused,
-                    id.into_header(),
-                ))));
+                return Box::pin(std::future::ready(WholeAnswer {
+                    response: refused,
+                    request_id: Some(id),
+                }));
             }
         };
         // Borrowed, not cloned: a clone per request is an atomic write to
@@ -153,14 +170,20 @@ impl App {
         // beside it, was twice the pass-through request's.
         match hot {
             HotRoute::ChatCompletions => Box::pin(async move {
-                let response = openai::serve(state, id.as_str(), key, body).await;
-                Ok(with_request_id(response, id.into_header()))
+                let response = openai::serve(state, &id, key, body).await;
+                WholeAnswer {
+                    response,
+                    request_id: Some(id),
+                }
             }),
             HotRoute::Messages => {
                 let forwarded = anthropic::forwarded_headers(&request);
                 Box::pin(async move {
-                    let response = anthropic::serve(state, id.as_str(), key, forwarded, body).await;
-                    Ok(with_request_id(response, id.into_header()))
+                    let response = anthropic::serve(state, &id, key, forwarded, body).await;
+                    WholeAnswer {
+                        response,
+                        request_id: Some(id),
+                    }
                 })
             }
         }
@@ -184,8 +207,18 @@ pub(crate) type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infalli
 
 /// The future of one request through [`App::call_whole`], which borrows
 /// the application.
-pub(crate) type WholeFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send + 'a>>;
+pub(crate) type WholeFuture<'a> = Pin<Box<dyn Future<Output = WholeAnswer> + Send + 'a>>;
+
+/// What [`App::call_whole`] answers.
+pub(crate) struct WholeAnswer {
+    /// The response.
+    pub(crate) response: Response,
+    /// The request's id when the connection is to write it into the
+    /// response's head (`x-request-id`), which the hot routes leave to it:
+    /// putting it into the response's header map made a header value and
+    /// an insert per request. `None` when the response carries it already.
+    pub(crate) request_id: Option<RequestId>,
+}
 
 /// `response` with the request's id in `x-request-id`.
 fn with_request_id(mut response: Response, id: HeaderValue) -> Response {

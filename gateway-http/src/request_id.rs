@@ -9,21 +9,47 @@ use crate::headers::HeaderLookup;
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The id of the request being served; handlers read it from extensions.
-/// Kept as the header value it is echoed in, so that one allocation
-/// serves both.
 #[derive(Debug, Clone)]
-pub(crate) struct RequestId(HeaderValue);
+pub(crate) struct RequestId(Id);
+
+/// Where an id came from, and how it is kept.
+#[derive(Debug, Clone)]
+enum Id {
+    /// Made here: its hex digits, kept inline, so that a request whose
+    /// connection writes the id into the answer's head itself (see
+    /// [`crate::app::WholeAnswer`]) allocates nothing for it.
+    New([u8; uuid::fmt::Simple::LENGTH]),
+    /// The caller's, kept as the header value it arrived in.
+    Theirs(HeaderValue),
+}
 
 impl RequestId {
     /// The id's text.
     pub(crate) fn as_str(&self) -> &str {
-        // Only visible ASCII is ever kept (see `acceptable`).
-        self.0.to_str().unwrap_or_default()
+        match &self.0 {
+            Id::New(digits) => std::str::from_utf8(digits).unwrap_or_default(),
+            // Only visible ASCII is ever kept (see `acceptable`).
+            Id::Theirs(value) => value.to_str().unwrap_or_default(),
+        }
+    }
+
+    /// The id's bytes, unchecked: what the connection writes into the
+    /// answer's head.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Id::New(digits) => digits,
+            Id::Theirs(value) => value.as_bytes(),
+        }
     }
 
     /// The value to stamp on the response.
     pub(crate) fn into_header(self) -> HeaderValue {
-        self.0
+        match self.0 {
+            // Hex digits are always a valid header value.
+            Id::New(digits) => HeaderValue::from_bytes(&digits)
+                .unwrap_or_else(|_| HeaderValue::from_static("unnamed")),
+            Id::Theirs(value) => value,
+        }
     }
 }
 
@@ -51,33 +77,44 @@ pub(crate) fn choose(headers: &impl HeaderLookup) -> RequestId {
         .header_str(&HEADER)
         .filter(|id| acceptable(id))
         .and_then(|id| HeaderValue::from_str(id).ok());
-    RequestId(theirs.unwrap_or_else(new_id))
+    RequestId(theirs.map_or_else(new_id, Id::Theirs))
 }
 
 /// A new random id: 32 lowercase hex digits (a v4 UUID without dashes),
-/// encoded straight into its value rather than through `Display`.
-fn new_id() -> HeaderValue {
+/// encoded straight into place rather than through `Display`.
+fn new_id() -> Id {
     let mut digits = [0; uuid::fmt::Simple::LENGTH];
-    let id = uuid::Uuid::new_v4().simple();
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(id.encode_lower(&mut digits).as_bytes())
-        .unwrap_or_else(|_| HeaderValue::from_static("unnamed"))
+    uuid::Uuid::new_v4().simple().encode_lower(&mut digits);
+    Id::New(digits)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable;
+    use super::{RequestId, acceptable, choose};
+    use axum::http::{HeaderMap, HeaderValue};
 
     #[test]
     fn new_ids_are_32_hex_digits() {
-        let id = super::new_id();
-        assert_eq!(id.len(), 32);
+        let id = RequestId(super::new_id());
+        assert_eq!(id.as_str().len(), 32);
         assert!(
-            id.as_bytes()
-                .iter()
+            id.as_str()
+                .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
-        assert_ne!(id, super::new_id());
+        assert_ne!(id.as_str(), RequestId(super::new_id()).as_str());
+        assert_eq!(id.clone().into_header(), id.as_str());
+        assert_eq!(id.as_bytes(), id.as_str().as_bytes());
+    }
+
+    #[test]
+    fn a_plain_caller_id_is_kept_and_any_other_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(super::HEADER, HeaderValue::from_static("req-42"));
+        assert_eq!(choose(&headers).as_str(), "req-42");
+        assert_eq!(choose(&headers).into_header(), "req-42");
+        headers.insert(super::HEADER, HeaderValue::from_static("has space"));
+        assert_eq!(choose(&headers).as_str().len(), 32);
     }
 
     #[test]

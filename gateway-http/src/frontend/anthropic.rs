@@ -60,14 +60,7 @@ pub(crate) async fn messages(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(
-        &state,
-        request_id.as_str(),
-        key,
-        forwarded_headers(&headers),
-        body,
-    )
-    .await
+    serve(&state, &request_id, key, forwarded_headers(&headers), body).await
 }
 
 /// The caller headers that go upstream with a pass-through request (see
@@ -91,7 +84,7 @@ pub(crate) fn forwarded_headers(headers: &impl HeaderLookup) -> HeaderMap {
 /// [`crate::app::App::call_whole`]).
 pub(crate) async fn serve(
     state: &AppState,
-    request_id: &str,
+    request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
     body: Bytes,
@@ -104,7 +97,7 @@ pub(crate) async fn serve(
 
 async fn handle(
     state: &AppState,
-    request_id: &str,
+    request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
     body: Bytes,
@@ -114,7 +107,7 @@ async fn handle(
     let admission = state.gateway.admit(key, &probed.model, targets).await?;
     let translated = if needs_translation(state, targets, DIALECT.name) {
         let mut request = decode_request(&body)?;
-        request.request_id = Some(request_id.to_owned());
+        request.request_id = Some(request_id.as_str().to_owned());
         Some(Box::new(request))
     } else {
         None

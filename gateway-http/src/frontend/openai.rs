@@ -53,7 +53,7 @@ pub(crate) async fn chat_completions(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(&state, request_id.as_str(), key, body).await
+    serve(&state, &request_id, key, body).await
 }
 
 /// `POST /v1/chat/completions` with its body read, its id given and its
@@ -62,7 +62,7 @@ pub(crate) async fn chat_completions(
 /// [`crate::app::App::call_whole`]).
 pub(crate) async fn serve(
     state: &AppState,
-    request_id: &str,
+    request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     body: Bytes,
 ) -> Response {
@@ -71,7 +71,7 @@ pub(crate) async fn serve(
 
 async fn handle(
     state: &AppState,
-    request_id: &str,
+    request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
@@ -81,7 +81,7 @@ async fn handle(
     let translated = if needs_translation(state, targets, DIALECT.name) {
         let decoded = decode_request(&body)?;
         let mut request = decoded.request;
-        request.request_id = Some(request_id.to_owned());
+        request.request_id = Some(request_id.as_str().to_owned());
         Some((Box::new(request), decoded.include_usage))
     } else {
         None

@@ -51,7 +51,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::app::App;
+use crate::app::{App, WholeAnswer};
 use request::{Head, Refusal};
 use response::{Outgoing, chunk_size_line};
 
@@ -204,7 +204,11 @@ impl Connection {
             let method = request.method().clone();
             let version = request.version();
             let answer = app.call_whole(request, body);
-            let Watched::Ready(Ok(response)) = self.watching(answer).await else {
+            let Watched::Ready(WholeAnswer {
+                response,
+                request_id,
+            }) = self.watching(answer).await
+            else {
                 return Ok(Ending::Closed);
             };
             let (parts, body) = response.into_parts();
@@ -220,7 +224,9 @@ impl Connection {
             let outgoing = Outgoing::choose(&method, version, parts.status, length);
             let keep_alive =
                 keep_alive && whole && outgoing != Outgoing::UntilClose && !*stopping.borrow();
-            let head = response::encode_head(&parts, outgoing, keep_alive, version);
+            let id_header = crate::request_id::HEADER;
+            let extra = request_id.as_ref().map(|id| (&id_header, id.as_bytes()));
+            let head = response::encode_head(&parts, extra, outgoing, keep_alive, version);
             drop(parts);
             let finished = self.write_answer(head, body, outgoing).await?;
             if !(finished && keep_alive) {
@@ -471,7 +477,13 @@ impl Connection {
         );
         let (parts, ()) = response.into_parts();
         let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
-        let head = response::encode_head(&parts, Outgoing::Length(length), false, Version::HTTP_11);
+        let head = response::encode_head(
+            &parts,
+            None,
+            Outgoing::Length(length),
+            false,
+            Version::HTTP_11,
+        );
         self.write_all(&mut [IoSlice::new(&head), IoSlice::new(body.as_bytes())])
             .await?;
         self.close(false).await;

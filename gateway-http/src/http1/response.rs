@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use adapter_http::wire::push_header;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::response::Parts;
-use http::{Method, StatusCode, Version};
+use http::{HeaderName, Method, StatusCode, Version};
 
 /// How an answer's body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,19 +65,29 @@ pub(crate) fn refusal_json(status: StatusCode, message: &str) -> String {
     .to_string()
 }
 
-/// The status line and headers of `parts`, framed by `outgoing`.
+/// A header the application left to the connection to write, rather
+/// than put into the response's header map.
+pub(super) type ExtraHeader<'a> = (&'a HeaderName, &'a [u8]);
+
+/// The status line and headers of `parts`, framed by `outgoing`, with
+/// `extra` in place of any header of its name in `parts`.
 /// `Content-Length`, `Transfer-Encoding` and `Connection` set by the
 /// application are replaced by the framing's own; `Date` is added unless
 /// present.
 pub(super) fn encode_head(
     parts: &Parts,
+    extra: Option<ExtraHeader<'_>>,
     outgoing: Outgoing,
     keep_alive: bool,
     version: Version,
 ) -> Vec<u8> {
-    let size = parts.headers.iter().fold(128, |size, (name, value)| {
-        size + name.as_str().len() + value.len() + 4
-    });
+    let extra_size = extra.map_or(0, |(name, value)| name.as_str().len() + value.len() + 4);
+    let size = parts
+        .headers
+        .iter()
+        .fold(128 + extra_size, |size, (name, value)| {
+            size + name.as_str().len() + value.len() + 4
+        });
     let mut head = Vec::with_capacity(size);
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(parts.status.as_str().as_bytes());
@@ -90,10 +100,18 @@ pub(super) fn encode_head(
             .as_bytes(),
     );
     head.extend_from_slice(b"\r\n");
+    let extra_name = extra.map(|(name, _)| name);
     for (name, value) in &parts.headers {
-        if name != CONTENT_LENGTH && name != TRANSFER_ENCODING && name != CONNECTION {
+        if name != CONTENT_LENGTH
+            && name != TRANSFER_ENCODING
+            && name != CONNECTION
+            && Some(name) != extra_name
+        {
             push_header(&mut head, name.as_str(), value.as_bytes());
         }
+    }
+    if let Some((name, value)) = extra {
+        push_header(&mut head, name.as_str(), value);
     }
     if !parts.headers.contains_key(DATE) {
         with_date(|date| push_header(&mut head, DATE.as_str(), date));
@@ -188,7 +206,7 @@ mod tests {
             HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
         );
         let (parts, ()) = response.into_parts();
-        String::from_utf8(encode_head(&parts, outgoing, keep_alive, version)).expect("ascii")
+        String::from_utf8(encode_head(&parts, None, outgoing, keep_alive, version)).expect("ascii")
     }
 
     #[test]
@@ -216,6 +234,7 @@ mod tests {
         let (parts, ()) = http::Response::new(()).into_parts();
         let head = String::from_utf8(encode_head(
             &parts,
+            None,
             Outgoing::Length(0),
             true,
             Version::HTTP_11,
@@ -226,6 +245,30 @@ mod tests {
             .find_map(|line| line.strip_prefix("date: "))
             .expect("a date header");
         assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+    }
+
+    #[test]
+    fn an_extra_header_is_written_in_place_of_the_maps_own() {
+        let mut response = http::Response::new(());
+        let headers = response.headers_mut();
+        headers.insert("x-id", HeaderValue::from_static("from-the-map"));
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        let (parts, ()) = response.into_parts();
+        let name = HeaderName::from_static("x-id");
+        let head = encode_head(
+            &parts,
+            Some((&name, b"abc123")),
+            Outgoing::Length(2),
+            true,
+            Version::HTTP_11,
+        );
+        assert_eq!(
+            String::from_utf8(head).expect("ascii"),
+            "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\nx-id: abc123\r\ncontent-length: 2\r\n\r\n"
+        );
     }
 
     #[test]
