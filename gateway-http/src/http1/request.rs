@@ -211,6 +211,24 @@ mod tests {
     }
 
     #[test]
+    fn headers_near_the_end_of_the_largest_head_are_read() {
+        let start = "POST / HTTP/1.1\r\nx-big: ";
+        let end = "\r\nx-last: yes\r\ncontent-length: 2\r\n\r\n";
+        let filler = "a".repeat(wire::MAX_HEAD - start.len() - end.len());
+        let wire = format!("{start}{filler}{end}");
+        assert_eq!(wire.len(), wire::MAX_HEAD);
+        let head = head(&wire);
+        let last = HeaderName::from_static("x-last");
+        assert_eq!(head.request.header(&last), Some(&b"yes"[..]));
+        let big = HeaderName::from_static("x-big");
+        assert_eq!(
+            head.request.header(&big).map(<[u8]>::len),
+            Some(filler.len())
+        );
+        assert_eq!(head.framing, Framing::Length(2));
+    }
+
+    #[test]
     fn framing_follows_the_rules_and_refuses_smuggling() {
         assert_eq!(head("GET / HTTP/1.1\r\n\r\n").framing, Framing::Done);
         assert_eq!(
