@@ -618,6 +618,7 @@ impl Gateway {
     /// The pass-through attempt for [`Gateway::dispatch`]: an upstream
     /// answer with a retryable status (408, 429, 5xx) is a failure to retry,
     /// that still goes back to the client untouched when no retry is left.
+    ///
     /// Not an `async fn`, for the reason [`Gateway::passthrough`] gives.
     pub fn passthrough_attempt<'a>(
         &'a self,

@@ -139,7 +139,8 @@ impl App {
             } else {
                 Body::from(body)
             };
-            // `App::call` stamps the id itself.
+            // `App::call` stamps the id itself. (A second box, around
+            // its own: these routes are not the hot ones.)
             return Box::pin(self.call(request.map(|()| body)).map(|answered| {
                 let response = match answered {
                     Ok(response) => response,
