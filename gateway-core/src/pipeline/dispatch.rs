@@ -279,18 +279,15 @@ where
                     "attempt failed: {}",
                     failure.error
                 );
-                let delay = match failure.error.retry_after {
-                    Some(wait) if wait > reliability.max_retry_after => {
-                        // Longer than we wait: the client gets it (or the next
-                        // target is tried).
-                        last = Some(Box::new((failure, route)));
-                        continue 'targets;
-                    }
+                let retry_after = failure.error.retry_after;
+                last = Some(Box::new((failure, route)));
+                match retry_after {
+                    // Longer than we wait: the client gets it (or the next
+                    // target is tried).
+                    Some(wait) if wait > reliability.max_retry_after => continue 'targets,
                     Some(wait) => wait,
                     None => backoff(reliability, try_number),
-                };
-                last = Some(Box::new((failure, route)));
-                delay
+                }
             };
             if try_number == reliability.max_attempts || Instant::now() + delay >= deadline {
                 continue 'targets;
