@@ -5,8 +5,10 @@
 //! For each case it runs the upstream directly, through nginx (Debian's, 2
 //! workers, upstream keep-alive, buffering off) and through modelgate, at
 //! concurrency 64 (RPS, p50, p99, CPU per request of the proxy's processes)
-//! and at concurrency 1 (added p50). Rounds are repeated and each figure is
-//! the median. A memory case holds many slow streams open through a fresh
+//! and at concurrency 1 (added p50), then at concurrency 1 again with the
+//! proxy pinned to a core of its own and the client and upstream to
+//! another (see [`PROXY_CORE`]). Rounds are repeated and each figure is the
+//! median. A memory case holds many slow streams open through a fresh
 //! modelgate and reports RSS per open stream and idle RSS.
 //!
 //! `--smoke` is the CI version: debug binaries, a second per run, 100
@@ -204,44 +206,93 @@ fn start_nginx(dir: &Path, upstream: &str) -> Result<(Running, String), String> 
     ))
 }
 
-/// CPU time (user + system) of `pid` and its direct children, in µs.
-fn cpu_micros(pid: u32) -> u64 {
-    let ticks_per_second = 100; // Linux's USER_HZ.
-    let mut ticks = 0;
+/// `pid` and its direct children (nginx's master and its workers): the
+/// processes whose CPU time is the proxy's, and which are pinned together.
+fn family(pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return vec![pid];
     };
+    let mut pids = vec![pid];
     for entry in entries.flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        // Fields after the command name, which is in parentheses.
+        // The parent is the second field after the command name, which is
+        // in parentheses.
         let Some((head, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        let own_pid: u32 = head
+        let own: Option<u32> = head
             .split_whitespace()
             .next()
-            .and_then(|text| text.parse().ok())
-            .unwrap_or(0);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let parent: u32 = fields
-            .get(1)
-            .and_then(|text| text.parse().ok())
-            .unwrap_or(0);
-        if own_pid == pid || parent == pid {
-            let user: u64 = fields
-                .get(11)
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(0);
-            let system: u64 = fields
-                .get(12)
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(0);
-            ticks += user + system;
+            .and_then(|text| text.parse().ok());
+        let parent: Option<u32> = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|text| text.parse().ok());
+        if let (Some(own), Some(parent)) = (own, parent)
+            && parent == pid
+        {
+            pids.push(own);
         }
     }
+    pids
+}
+
+/// CPU time (user + system) of `pid` and its direct children, in µs.
+fn cpu_micros(pid: u32) -> u64 {
+    let ticks_per_second = 100; // Linux's USER_HZ.
+    let mut ticks = 0;
+    for member in family(pid) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{member}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |at: usize| -> u64 {
+            fields
+                .get(at)
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0)
+        };
+        ticks += field(11) + field(12);
+    }
     ticks * 1_000_000 / ticks_per_second
+}
+
+/// Where the pinned concurrency-1 run puts each process: the proxy alone
+/// on one core, the load generator and the upstream together on another.
+/// Unpinned, the kernel places the three anew in every run, and on the
+/// bench machine a wake-up that crosses cores costs tens of µs, so the
+/// unpinned figure moves with placement by more than the proxies differ;
+/// pinned, both proxies are measured in the same placement.
+const PROXY_CORE: &str = "0";
+const CLIENT_CORE: &str = "1";
+
+/// Whether the pinned run can be made: two cores and `taskset`.
+fn can_pin() -> bool {
+    std::thread::available_parallelism().is_ok_and(|cores| cores.get() >= 2) && have("taskset")
+}
+
+/// Binds every thread of `pid` and of its direct children to `cores` (a
+/// `taskset` list, such as `0` or `0-1`). Quietly: it is done twice per
+/// target and round.
+fn pin(pid: u32, cores: &str) -> Result<(), String> {
+    for member in family(pid) {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cores, &member.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|err| format!("cannot run taskset: {err}"))?;
+        if !status.success() {
+            return Err(format!(
+                "taskset -c {cores} for pid {member} failed with {status}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Resident memory of `pid`, in KiB.
@@ -315,6 +366,7 @@ fn wrk(
     body: &Value,
     connections: u32,
     seconds: u64,
+    core: Option<&str>,
 ) -> Result<Load, String> {
     let script = dir.join("post.lua");
     let lua = format!(
@@ -322,7 +374,15 @@ fn wrk(
     );
     std::fs::write(&script, lua).map_err(|err| err.to_string())?;
     let threads = connections.min(2);
-    let output = Command::new("wrk")
+    let mut command = match core {
+        Some(core) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", core, "wrk"]);
+            taskset
+        }
+        None => Command::new("wrk"),
+    };
+    let output = command
         .args([
             "-t",
             &threads.to_string(),
@@ -442,6 +502,15 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         start_gateway(&bin.join("modelgate"), &dir, "bench.toml", &upstream_addr)?;
     let gateway_pid = gateway.child.id();
     let nginx_pid = nginx.child.id();
+    let upstream_pid = upstream.child.id();
+    let pinning = can_pin();
+    if !pinning {
+        eprintln!("xtask: fewer than 2 cores or no taskset: no pinned concurrency-1 runs");
+    }
+    let all_cores = format!(
+        "0-{}",
+        std::thread::available_parallelism().map_or(1, usize::from) - 1
+    );
 
     let mut figures: BTreeMap<(usize, &str, &str), Vec<Load>> = BTreeMap::new();
     let mut cpu: BTreeMap<(usize, &str), Vec<f64>> = BTreeMap::new();
@@ -476,15 +545,35 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             for (target, addr, path, body, pid) in targets {
                 let url = format!("http://{addr}{path}");
                 let before = pid.map(cpu_micros).unwrap_or(0);
-                let load = wrk(&dir, &url, body, 64, options.seconds)?;
+                let load = wrk(&dir, &url, body, 64, options.seconds, None)?;
                 if let Some(pid) = pid {
                     let used = cpu_micros(pid).saturating_sub(before) as f64;
                     cpu.entry((index, target))
                         .or_default()
                         .push(used / load.requests.max(1) as f64);
                 }
-                let single = wrk(&dir, &url, body, 1, options.seconds.div_ceil(2))?;
-                for (label, run) in [("c64", &load), ("c1", &single)] {
+                let single = wrk(&dir, &url, body, 1, options.seconds.div_ceil(2), None)?;
+                let mut runs = vec![("c64", load), ("c1", single)];
+                if pinning {
+                    pin(upstream_pid, CLIENT_CORE)?;
+                    if let Some(pid) = pid {
+                        pin(pid, PROXY_CORE)?;
+                    }
+                    let pinned = wrk(
+                        &dir,
+                        &url,
+                        body,
+                        1,
+                        options.seconds.div_ceil(2),
+                        Some(CLIENT_CORE),
+                    );
+                    pin(upstream_pid, &all_cores)?;
+                    if let Some(pid) = pid {
+                        pin(pid, &all_cores)?;
+                    }
+                    runs.push(("c1 pinned", pinned?));
+                }
+                for (label, run) in &runs {
                     if run.errors > 0 {
                         failures.push(format!(
                             "{} via {target} ({label}): {} errors",
@@ -492,14 +581,9 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                         ));
                     }
                 }
-                figures
-                    .entry((index, target, "c64"))
-                    .or_default()
-                    .push(load);
-                figures
-                    .entry((index, target, "c1"))
-                    .or_default()
-                    .push(single);
+                for (label, run) in runs {
+                    figures.entry((index, target, label)).or_default().push(run);
+                }
             }
         }
     }
@@ -513,7 +597,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| case | target | RPS (c64) | p50 | p99 | added p50 (c1) | CPU µs/req | RPS vs nginx | CPU vs nginx |\n|---|---|---|---|---|---|---|---|---|"
+        "| case | target | RPS (c64) | p50 | p99 | added p50 (c1) | p50 (c1, pinned) | CPU µs/req | RPS vs nginx | CPU vs nginx |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for (index, case) in cases.iter().enumerate() {
         // Every round's figure, and their median.
@@ -537,6 +621,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             let p50 = pick(target, "c64", |l| l.p50_us);
             let p99 = pick(target, "c64", |l| l.p99_us);
             let added = pick(target, "c1", |l| l.p50_us) - direct_p50_c1;
+            let pinned = pick(target, "c1 pinned", |l| l.p50_us);
             let cpu_us = cpu.get(&(index, target)).map(|v| median(&mut v.clone()));
             let (rps_ratio, cpu_ratio) = if target == "modelgate" {
                 (
@@ -550,7 +635,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             };
             let _ = writeln!(
                 table,
-                "| {} | {target} | {rps:.0} | {:.0} µs | {:.0} µs | {} | {} | {rps_ratio} | {cpu_ratio} |",
+                "| {} | {target} | {rps:.0} | {:.0} µs | {:.0} µs | {} | {} | {} | {rps_ratio} | {cpu_ratio} |",
                 case.name,
                 p50,
                 p99,
@@ -558,6 +643,11 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                     "-".to_owned()
                 } else {
                     format!("{added:.0} µs")
+                },
+                if pinned.is_nan() {
+                    "-".to_owned()
+                } else {
+                    format!("{pinned:.0} µs")
                 },
                 cpu_us
                     .map(|c| format!("{c:.0}"))
@@ -569,10 +659,12 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             rows.push(json!({
                 "case": case.name, "target": target, "rps": rps, "p50_us": p50, "p99_us": p99,
                 "added_p50_us_c1": if target == "direct" { Value::Null } else { json!(added) },
+                "p50_us_c1_pinned": if pinned.is_nan() { Value::Null } else { json!(pinned) },
                 "cpu_us_per_request": cpu_us,
                 "rounds": {
                     "rps": each(target, "c64", |l| l.rps),
                     "p50_us_c1": each(target, "c1", |l| l.p50_us),
+                    "p50_us_c1_pinned": each(target, "c1 pinned", |l| l.p50_us),
                     "cpu_us_per_request": cpu.get(&(index, target)).cloned().unwrap_or_default(),
                 },
             }));
