@@ -5,7 +5,10 @@
 //! For each case it runs the upstream directly, through nginx (Debian's, 2
 //! workers, upstream keep-alive, buffering off) and through modelgate, at
 //! concurrency 64 (RPS, p50, p99, CPU per request of the proxy's processes)
-//! and at concurrency 1 (added p50), then at concurrency 1 again with the
+//! and at concurrency 1 (added p50 and mean: a lone request's time here is
+//! mostly cross-core wake-ups whose cost takes one of two values, so its
+//! p50 can land in either and the mean says more), then at concurrency 1
+//! again with the
 //! proxy pinned to a core of its own and the client and upstream to
 //! another (see [`PROXY_CORE`]). Rounds are repeated and each figure is the
 //! median. A memory case holds many slow streams open through a fresh
@@ -312,6 +315,8 @@ fn rss_kib(pid: u32) -> u64 {
 #[derive(Debug, Clone, Default)]
 struct Load {
     rps: f64,
+    /// wrk's mean latency (its `Latency` line's `Avg`).
+    mean_us: f64,
     p50_us: f64,
     p99_us: f64,
     requests: u64,
@@ -338,6 +343,11 @@ fn parse_wrk(output: &str) -> Load {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("Requests/sec:") {
             load.rps = rest.trim().parse().unwrap_or(0.0);
+        } else if let Some(rest) = line.strip_prefix("Latency ")
+            && let Some(average) = rest.split_whitespace().next()
+            && average != "Distribution"
+        {
+            load.mean_us = micros(average);
         } else if let Some(rest) = line.strip_prefix("50%") {
             load.p50_us = micros(rest);
         } else if let Some(rest) = line.strip_prefix("99%") {
@@ -597,7 +607,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| case | target | RPS (c64) | p50 | p99 | added p50 (c1) | p50 (c1, pinned) | CPU µs/req | RPS vs nginx | CPU vs nginx |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| case | target | RPS (c64) | p50 | p99 | added p50 (c1) | added mean (c1) | p50 (c1, pinned) | CPU µs/req | RPS vs nginx | CPU vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (index, case) in cases.iter().enumerate() {
         // Every round's figure, and their median.
@@ -611,6 +621,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             median(&mut each(target, concurrency, get))
         };
         let direct_p50_c1 = pick("direct", "c1", |l| l.p50_us);
+        let direct_mean_c1 = pick("direct", "c1", |l| l.mean_us);
         let nginx_rps = pick("nginx", "c64", |l| l.rps);
         let nginx_cpu = cpu
             .get(&(index, "nginx"))
@@ -621,6 +632,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             let p50 = pick(target, "c64", |l| l.p50_us);
             let p99 = pick(target, "c64", |l| l.p99_us);
             let added = pick(target, "c1", |l| l.p50_us) - direct_p50_c1;
+            let added_mean = pick(target, "c1", |l| l.mean_us) - direct_mean_c1;
             let pinned = pick(target, "c1 pinned", |l| l.p50_us);
             let cpu_us = cpu.get(&(index, target)).map(|v| median(&mut v.clone()));
             let (rps_ratio, cpu_ratio) = if target == "modelgate" {
@@ -635,7 +647,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             };
             let _ = writeln!(
                 table,
-                "| {} | {target} | {rps:.0} | {:.0} µs | {:.0} µs | {} | {} | {} | {rps_ratio} | {cpu_ratio} |",
+                "| {} | {target} | {rps:.0} | {:.0} µs | {:.0} µs | {} | {} | {} | {} | {rps_ratio} | {cpu_ratio} |",
                 case.name,
                 p50,
                 p99,
@@ -643,6 +655,11 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                     "-".to_owned()
                 } else {
                     format!("{added:.0} µs")
+                },
+                if target == "direct" {
+                    "-".to_owned()
+                } else {
+                    format!("{added_mean:.0} µs")
                 },
                 if pinned.is_nan() {
                     "-".to_owned()
@@ -659,12 +676,15 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             rows.push(json!({
                 "case": case.name, "target": target, "rps": rps, "p50_us": p50, "p99_us": p99,
                 "added_p50_us_c1": if target == "direct" { Value::Null } else { json!(added) },
+                "added_mean_us_c1": if target == "direct" { Value::Null } else { json!(added_mean) },
                 "p50_us_c1_pinned": if pinned.is_nan() { Value::Null } else { json!(pinned) },
                 "cpu_us_per_request": cpu_us,
                 "rounds": {
                     "rps": each(target, "c64", |l| l.rps),
                     "p50_us_c1": each(target, "c1", |l| l.p50_us),
+                    "mean_us_c1": each(target, "c1", |l| l.mean_us),
                     "p50_us_c1_pinned": each(target, "c1 pinned", |l| l.p50_us),
+                    "mean_us_c1_pinned": each(target, "c1 pinned", |l| l.mean_us),
                     "cpu_us_per_request": cpu.get(&(index, target)).cloned().unwrap_or_default(),
                 },
             }));
@@ -759,11 +779,12 @@ mod tests {
 
     #[test]
     fn wrk_output_is_read() {
-        let output = "Running 1s test @ http://127.0.0.1:1/\n  2 threads and 64 connections\n  Latency Distribution\n     50%  412.00us\n     75%  1.02ms\n     90%    2.10ms\n     99%    5.50ms\n  51234 requests in 1.00s, 12.00MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 4\nRequests/sec:  51234.56\n";
+        let output = "Running 1s test @ http://127.0.0.1:1/\n  2 threads and 64 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   601.50us    1.20ms  20.00ms   95.00%\n  Latency Distribution\n     50%  412.00us\n     75%  1.02ms\n     90%    2.10ms\n     99%    5.50ms\n  51234 requests in 1.00s, 12.00MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 4\nRequests/sec:  51234.56\n";
         let load = parse_wrk(output);
         assert_eq!(load.requests, 51234);
         assert_eq!(load.errors, 7);
         assert!((load.p50_us - 412.0).abs() < 1e-6);
+        assert!((load.mean_us - 601.5).abs() < 1e-6);
         assert!((load.p99_us - 5500.0).abs() < 1e-6);
         assert!((load.rps - 51234.56).abs() < 1e-6);
     }

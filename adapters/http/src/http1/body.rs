@@ -120,9 +120,13 @@ impl Framing {
                 match self {
                     Self::Done => Ok(Decoded::End),
                     Self::Chunked(Chunked::Data(_)) if !buffer.is_empty() => {
-                        let length = self.chunk_data_in(buffer);
+                        let length = self.chunk_data_in(buffer.len());
                         let data = buffer.split_to(length).freeze();
-                        if !self.data_ready(buffer) {
+                        // Framing errors after this piece are left for the
+                        // next call to report.
+                        let mut at = 0;
+                        if !self.data_next(buffer, &mut at) {
+                            buffer.advance(at);
                             return Ok(Decoded::Data(data));
                         }
                         // More chunks already read: their data comes out
@@ -135,11 +139,15 @@ impl Framing {
                         // write them at once (`frontend::coalesce`).
                         let mut joined = Vec::with_capacity(data.len() + buffer.len());
                         joined.extend_from_slice(&data);
-                        while self.data_ready(buffer) {
-                            let length = self.chunk_data_in(buffer);
-                            joined.extend_from_slice(&buffer[..length]);
-                            buffer.advance(length);
+                        loop {
+                            let length = self.chunk_data_in(buffer.len() - at);
+                            joined.extend_from_slice(&buffer[at..at + length]);
+                            at += length;
+                            if !self.data_next(buffer, &mut at) {
+                                break;
+                            }
                         }
+                        buffer.advance(at);
                         Ok(Decoded::Data(Bytes::from(joined)))
                     }
                     _ => Ok(Decoded::NeedMore),
@@ -148,23 +156,24 @@ impl Framing {
         }
     }
 
-    /// Whether a chunk's data is next and some of it is in `buffer`, once
-    /// the framing before it is consumed. (A framing error is left for
-    /// the next [`Framing::decode`] to report.)
-    fn data_ready(&mut self, buffer: &mut BytesMut) -> bool {
-        self.settle(buffer).is_ok()
+    /// Whether a chunk's data is next and some of it is in `buffer` past
+    /// `at`, once the framing before it is consumed (`at` moved past it).
+    /// A framing error is left for the next [`Framing::decode`] to report.
+    fn data_next(&mut self, buffer: &[u8], at: &mut usize) -> bool {
+        self.settle_in(buffer, at).is_ok()
             && matches!(self, Self::Chunked(Chunked::Data(_)))
-            && !buffer.is_empty()
+            && *at < buffer.len()
     }
 
-    /// How many bytes at the front of `buffer` are the current chunk's
-    /// data (as much of it as has come), the state moved past them for the
-    /// caller to take them; 0 when no chunk's data is next.
-    fn chunk_data_in(&mut self, buffer: &BytesMut) -> usize {
+    /// How many of the `available` bytes at the front of the buffer are
+    /// the current chunk's data (as much of it as has come), the state
+    /// moved past them for the caller to take them; 0 when no chunk's
+    /// data is next.
+    fn chunk_data_in(&mut self, available: usize) -> usize {
         let Self::Chunked(Chunked::Data(left)) = *self else {
             return 0;
         };
-        let (length, left) = front_of(buffer, left);
+        let (length, left) = front_of(available, left);
         *self = Self::Chunked(if left == 0 {
             Chunked::DataEnd
         } else {
@@ -177,46 +186,58 @@ impl Framing {
     /// far as it goes, stopping at data, at the end, or where more bytes
     /// are needed.
     fn settle(&mut self, buffer: &mut BytesMut) -> Result<(), Error> {
+        let mut at = 0;
+        let settled = self.settle_in(buffer, &mut at);
+        buffer.advance(at);
+        settled
+    }
+
+    /// [`Framing::settle`] on the bytes of `buffer` from `at`, moving `at`
+    /// past what it consumes (also when it then fails): the buffer itself
+    /// is advanced once, by the caller, rather than at every step.
+    fn settle_in(&mut self, buffer: &[u8], at: &mut usize) -> Result<(), Error> {
         loop {
             let Self::Chunked(state) = self else {
                 return Ok(());
             };
+            let rest = &buffer[*at..];
             match state {
                 Chunked::Data(_) => return Ok(()),
                 Chunked::Size => {
-                    let Some((length, taken)) = line(buffer, MAX_LINE)? else {
-                        return Ok(());
+                    let (size, taken) = match plain_size_line(rest) {
+                        Some(plain) => plain,
+                        None => {
+                            let Some((length, taken)) = line(rest, MAX_LINE)? else {
+                                return Ok(());
+                            };
+                            (chunk_size(&rest[..length])?, taken)
+                        }
                     };
-                    let size = chunk_size(&buffer[..length])?;
-                    buffer.advance(taken);
+                    *at += taken;
                     *state = if size == 0 {
                         Chunked::Trailers { seen: 0 }
                     } else {
                         Chunked::Data(size)
                     };
                 }
-                Chunked::DataEnd => match buffer.first() {
-                    None => return Ok(()),
-                    Some(b'\n') => {
-                        buffer.advance(1);
+                Chunked::DataEnd => match rest {
+                    [] | [b'\r'] => return Ok(()),
+                    [b'\n', ..] => {
+                        *at += 1;
                         *state = Chunked::Size;
                     }
-                    Some(b'\r') => match buffer.get(1) {
-                        None => return Ok(()),
-                        Some(b'\n') => {
-                            buffer.advance(2);
-                            *state = Chunked::Size;
-                        }
-                        Some(_) => return Err(Error::Invalid("a chunk is longer than its size")),
-                    },
-                    Some(_) => return Err(Error::Invalid("a chunk is longer than its size")),
+                    [b'\r', b'\n', ..] => {
+                        *at += 2;
+                        *state = Chunked::Size;
+                    }
+                    _ => return Err(Error::Invalid("a chunk is longer than its size")),
                 },
                 Chunked::Trailers { seen } => {
-                    let Some((length, taken)) = line(buffer, MAX_TRAILERS.saturating_sub(*seen))?
+                    let Some((length, taken)) = line(rest, MAX_TRAILERS.saturating_sub(*seen))?
                     else {
                         return Ok(());
                     };
-                    buffer.advance(taken);
+                    *at += taken;
                     if length == 0 {
                         *self = Self::Done;
                         return Ok(());
@@ -228,13 +249,12 @@ impl Framing {
     }
 }
 
-/// How many of `left` bytes still to come are at the front of `buffer`,
-/// and how many are then still to come.
-fn front_of(buffer: &BytesMut, left: u64) -> (usize, u64) {
-    let available = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
-    let taken = left.min(available);
-    // `taken` is at most `buffer.len()`, so it fits a usize.
-    (usize::try_from(taken).unwrap_or(buffer.len()), left - taken)
+/// How many of `left` bytes still to come are among the `available`
+/// ones, and how many are then still to come.
+fn front_of(available: usize, left: u64) -> (usize, u64) {
+    let taken = left.min(u64::try_from(available).unwrap_or(u64::MAX));
+    // `taken` is at most `available`, so it fits a usize.
+    (usize::try_from(taken).unwrap_or(available), left - taken)
 }
 
 /// Splits off up to `left` bytes of a `Content-Length` body from `buffer`
@@ -242,7 +262,7 @@ fn front_of(buffer: &BytesMut, left: u64) -> (usize, u64) {
 /// body's last piece may take the buffer itself (see `take_front`); a
 /// piece with more to come leaves the buffer its room for the next read.
 fn take(buffer: &mut BytesMut, left: u64) -> (Bytes, u64) {
-    let (length, left) = front_of(buffer, left);
+    let (length, left) = front_of(buffer.len(), left);
     let data = if left == 0 {
         take_front(buffer, length)
     } else {
@@ -255,7 +275,17 @@ fn take(buffer: &mut BytesMut, left: u64) -> (Bytes, u64) {
 /// bytes it takes with them; `None` while it is incomplete. A line longer
 /// than `max` is an error.
 fn line(buffer: &[u8], max: usize) -> Result<Option<(usize, usize)>, Error> {
-    let Some(end) = memchr::memchr(b'\n', buffer) else {
+    // A chunk-size line is a few bytes: looked for byte by byte, its end
+    // is found before `memchr` would have set up its vector search.
+    const SHORT: usize = 16;
+    let end = match buffer.iter().take(SHORT).position(|&byte| byte == b'\n') {
+        Some(end) => Some(end),
+        None => buffer
+            .get(SHORT..)
+            .and_then(|rest| memchr::memchr(b'\n', rest))
+            .map(|end| end + SHORT),
+    };
+    let Some(end) = end else {
         if buffer.len() > max {
             return Err(Error::Invalid("a chunked body's line is too long"));
         }
@@ -270,6 +300,29 @@ fn line(buffer: &[u8], max: usize) -> Result<Option<(usize, usize)>, Error> {
         end
     };
     Ok(Some((length, end + 1)))
+}
+
+/// The size and length of a chunk-size line at the front of `buffer` in
+/// the form nearly every server sends, hex digits and CRLF, read in one
+/// pass; `None` for anything else (an extension, a bare LF, too many
+/// digits, a line not complete yet), which [`line`] and [`chunk_size`]
+/// then read or refuse.
+fn plain_size_line(buffer: &[u8]) -> Option<(u64, usize)> {
+    let mut size: u64 = 0;
+    // At most 16 digits (the value fits), then the CR.
+    for (at, &byte) in buffer.iter().enumerate().take(17) {
+        let digit = match byte {
+            b'0'..=b'9' => byte - b'0',
+            b'a'..=b'f' => byte - b'a' + 10,
+            b'A'..=b'F' => byte - b'A' + 10,
+            b'\r' if at > 0 => {
+                return (buffer.get(at + 1) == Some(&b'\n')).then_some((size, at + 2));
+            }
+            _ => return None,
+        };
+        size = size << 4 | u64::from(digit);
+    }
+    None
 }
 
 /// A chunk-size line's size: hex digits, then optional whitespace and
@@ -324,6 +377,45 @@ mod tests {
     fn chunked_bodies_decode_however_the_bytes_arrive() {
         let wire = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\ntrailer: x\r\n\r\n";
         for step in [1, 2, 3, 7, wire.len()] {
+            let (body, ended) = feed(Framing::chunked(), wire, step).expect("valid");
+            assert_eq!(body, b"hello, world", "step {step}");
+            assert!(ended, "step {step}");
+        }
+    }
+
+    #[test]
+    fn plain_size_lines_are_read_in_one_pass_and_the_rest_left_to_line() {
+        assert_eq!(plain_size_line(b"7f\r\ndata"), Some((0x7f, 4)));
+        assert_eq!(plain_size_line(b"0\r\n\r\n"), Some((0, 3)));
+        assert_eq!(
+            plain_size_line(b"ffffffffffffffff\r\n"),
+            Some((u64::MAX, 18))
+        );
+        // Left to the general reading, which accepts or refuses them.
+        for other in [
+            &b"7f"[..],
+            b"7f\r",
+            b"7f\n",
+            b"7f;ext=1\r\n",
+            b"7f \r\n",
+            b"\r\n",
+            b"1ffffffffffffffff\r\n",
+            b"7f\rx",
+            b"g\r\n",
+        ] {
+            assert_eq!(plain_size_line(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn lines_past_the_short_scan_are_found_too() {
+        // Lines whose ends lie beyond the first 16 bytes, found by
+        // `memchr` rather than the byte-by-byte look: a size with an
+        // extension, a size of 16 hex digits (the most one may have) and
+        // a long trailer.
+        let wire = b"5;name=\"a long extension value\"\r\nhello\r\n\
+            0000000000000007\r\n, world\r\n0\r\nx-trailer: a value longer than sixteen\r\n\r\n";
+        for step in [1, 5, 16, 17, wire.len()] {
             let (body, ended) = feed(Framing::chunked(), wire, step).expect("valid");
             assert_eq!(body, b"hello, world", "step {step}");
             assert!(ended, "step {step}");
