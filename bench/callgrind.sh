@@ -89,8 +89,9 @@ callgrind_control -z "$gateway_pid" >/dev/null
 requests=$(wrk -t1 -c"${CONNS:-8}" -d"${seconds}s" -s "$out/post.lua" "$url" | awk '/requests in/ {print $1}')
 callgrind_control -d "$gateway_pid" >/dev/null
 # The dump after zeroing holds the loaded interval only; sum its threads.
+# Only this run's gateway: an OUT used before holds other runs' dumps.
 total=0
-for file in "$out"/callgrind.out.*.1; do
+for file in "$out"/callgrind.out."$gateway_pid".1*; do
   ir=$(awk '/^summary:/ {print $2}' "$file")
   total=$((total + ${ir:-0}))
 done
