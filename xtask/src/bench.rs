@@ -297,6 +297,18 @@ fn pin(pid: u32, cores: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Binds the upstream to `upstream_cores` and the proxy, if there is one,
+/// to `proxy_cores`.
+fn place(
+    upstream: u32,
+    proxy: Option<u32>,
+    upstream_cores: &str,
+    proxy_cores: &str,
+) -> Result<(), String> {
+    pin(upstream, upstream_cores)?;
+    proxy.map_or(Ok(()), |proxy| pin(proxy, proxy_cores))
+}
+
 /// Resident memory of `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -482,6 +494,11 @@ fn start_gateway(
     start(command, "modelgate", "modelgate listening on http://")
 }
 
+/// A table cell of µs, or `-` where there is no figure.
+fn micros_cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| format!("{value:.0} µs"))
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
@@ -564,10 +581,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                 let single = wrk(&dir, &url, body, 1, options.seconds.div_ceil(2), None)?;
                 let mut runs = vec![("c64", load), ("c1", single)];
                 if pinning {
-                    pin(upstream_pid, CLIENT_CORE)?;
-                    if let Some(pid) = pid {
-                        pin(pid, PROXY_CORE)?;
-                    }
+                    place(upstream_pid, pid, CLIENT_CORE, PROXY_CORE)?;
                     let pinned = wrk(
                         &dir,
                         &url,
@@ -576,10 +590,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                         options.seconds.div_ceil(2),
                         Some(CLIENT_CORE),
                     );
-                    pin(upstream_pid, &all_cores)?;
-                    if let Some(pid) = pid {
-                        pin(pid, &all_cores)?;
-                    }
+                    place(upstream_pid, pid, &all_cores, &all_cores)?;
                     runs.push(("c1 pinned", pinned?));
                 }
                 for (label, run) in &runs {
@@ -650,21 +661,9 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                 case.name,
                 p50,
                 p99,
-                if target == "direct" {
-                    "-".to_owned()
-                } else {
-                    format!("{added:.0} µs")
-                },
-                if target == "direct" {
-                    "-".to_owned()
-                } else {
-                    format!("{added_mean:.0} µs")
-                },
-                if pinned.is_nan() {
-                    "-".to_owned()
-                } else {
-                    format!("{pinned:.0} µs")
-                },
+                micros_cell((target != "direct").then_some(added)),
+                micros_cell((target != "direct").then_some(added_mean)),
+                micros_cell((!pinned.is_nan()).then_some(pinned)),
                 cpu_us
                     .map(|c| format!("{c:.0}"))
                     .unwrap_or_else(|| "-".to_owned()),
