@@ -398,16 +398,74 @@ impl<'a> Reader<'a> {
 }
 
 /// How many bytes at the start of `bytes` a JSON string holds as they
-/// are: up to the first quote, backslash or control character. Eight bytes
-/// at a time where it can.
+/// are: up to the first quote, backslash or control character. A prompt
+/// is mostly such runs, and every request's body is scanned for its model
+/// (see `body::probe`), so this is the gateway's per-byte cost: sixteen
+/// bytes a step with SSE2 (part of every x86-64 CPU), else eight.
 fn plain_run(bytes: &[u8]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let mut blocks = bytes.chunks_exact(16);
+        let mut run = 0;
+        for block in blocks.by_ref() {
+            // Never `Err`: every chunk is sixteen bytes.
+            let Ok(block) = block.try_into() else { break };
+            let found = sse2::specials(block);
+            if found != 0 {
+                return run + found.trailing_zeros() as usize;
+            }
+            run += 16;
+        }
+        run + plain_run_by_words(blocks.remainder())
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        plain_run_by_words(bytes)
+    }
+}
+
+/// The one `unsafe` of the gateway's own code outside plugin loading:
+/// SSE2 instructions, which Rust calls `unsafe` because a CPU might lack
+/// them. The module exists only where the build's target has SSE2 (every
+/// x86-64 CPU does), so no CPU without them can run it.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+mod sse2 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
+    };
+
+    /// A bit for each byte of `block` (bit 0 for its first) that is a
+    /// quote, a backslash or a control character.
+    pub(super) fn specials(block: &[u8; 16]) -> u32 {
+        let bytes = u128::from_le_bytes(*block);
+        // SAFETY: only SSE2 instructions, and this module is compiled only
+        // for targets that have them.
+        let mask = unsafe {
+            // Two halves rather than a load through a pointer; the
+            // compiler makes them one unaligned load.
+            let chars = _mm_set_epi64x((bytes >> 64) as i64, bytes as i64);
+            let quote = _mm_cmpeq_epi8(chars, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(chars, _mm_set1_epi8(b'\\' as i8));
+            // Unsigned: a byte is below 0x20 when it is its own minimum
+            // with 0x1f.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(chars, _mm_set1_epi8(0x1f)), chars);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+        };
+        mask as u32
+    }
+}
+
+/// [`plain_run`] eight bytes at a time in a `u64`.
+fn plain_run_by_words(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     let mut run = 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in chunks.by_ref() {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
+    let mut words = bytes.chunks_exact(8);
+    for word in words.by_ref() {
+        // Never `Err`: every chunk is eight bytes.
+        let Ok(word) = word.try_into() else { break };
         let chars = u64::from_le_bytes(word);
         let control = chars.wrapping_sub(ONES * 0x20) & !chars;
         let quote = chars ^ (ONES * u64::from(b'"'));
@@ -422,7 +480,7 @@ fn plain_run(bytes: &[u8]) -> usize {
         }
         run += 8;
     }
-    for &byte in chunks.remainder() {
+    for &byte in words.remainder() {
         if byte == b'"' || byte == b'\\' || byte < 0x20 {
             return run;
         }
@@ -519,7 +577,35 @@ pub fn write_f64(out: &mut Vec<u8>, value: f64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Reader, write_str};
+    use super::{Reader, plain_run, plain_run_by_words, write_str};
+
+    #[test]
+    fn plain_runs_end_at_the_first_quote_backslash_or_control_character() {
+        let naive = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+                .unwrap_or(bytes.len())
+        };
+        // Every byte value at every place of runs of up to three blocks, on
+        // a background of plain bytes both sides of 0x80 (which a signed
+        // comparison would take for control characters).
+        for background in [b'a', 0x20, 0x7f, 0x80, 0xff] {
+            for length in 0..50 {
+                for at in 0..length {
+                    for special in 0..=u8::MAX {
+                        let mut bytes = vec![background; length];
+                        bytes[at] = special;
+                        let expected = naive(&bytes);
+                        assert_eq!(plain_run(&bytes), expected, "{bytes:?}");
+                        assert_eq!(plain_run_by_words(&bytes), expected, "{bytes:?}");
+                    }
+                }
+                let plain = vec![background; length];
+                assert_eq!(plain_run(&plain), length);
+            }
+        }
+    }
 
     #[test]
     fn strings_are_written_as_serde_writes_them() {
