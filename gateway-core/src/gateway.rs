@@ -15,7 +15,7 @@ use crate::config::{
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::dispatch::BackendPipeline;
 use crate::pipeline::{
-    Admission, AttemptError, BreakerState, Dispatched, KeyPolicy, KeyRing, LimitStore,
+    Admission, Alarm, AttemptError, BreakerState, Dispatched, KeyPolicy, KeyRing, LimitStore,
     MemoryLimits, SlotCounts, Watchdog,
 };
 use crate::registry::{BackendContext, Registry};
@@ -411,10 +411,13 @@ impl Gateway {
     /// Sends one request to `targets` through the provider stages: breaker,
     /// backend slot, first-byte timeout, retries with backoff, fallback.
     /// `attempt` makes one upstream attempt on a route and returns once the
-    /// upstream's first output is in hand.
+    /// upstream's first output is in hand. `alarm` is a timer the caller
+    /// lends for the first-byte deadlines (see [`Alarm`]); without one,
+    /// each attempt registers a timer of its own.
     pub async fn dispatch<'t, T, F, Fut>(
         &self,
         targets: &'t Targets,
+        alarm: Option<&mut Alarm<'_>>,
         attempt: F,
     ) -> Result<Dispatched<'t, T>, GatewayError>
     where
@@ -425,13 +428,32 @@ impl Gateway {
             .limits
             .max_stream_duration_ms
             .map(Duration::from_millis);
-        crate::pipeline::dispatch::dispatch(
-            targets,
-            |route| self.backend(route).map(|backend| &backend.pipeline),
-            max_stream,
-            attempt,
-        )
-        .await
+        let pipeline_of = |route: &Route| self.backend(route).map(|backend| &backend.pipeline);
+        match alarm {
+            Some(alarm) => {
+                crate::pipeline::dispatch::dispatch(
+                    targets,
+                    pipeline_of,
+                    max_stream,
+                    alarm,
+                    attempt,
+                )
+                .await
+            }
+            None => {
+                // A timer of the request's own, set at the first attempt.
+                let timer = std::pin::pin!(tokio::time::sleep(Duration::MAX));
+                let mut alarm = Alarm::new(timer);
+                crate::pipeline::dispatch::dispatch(
+                    targets,
+                    pipeline_of,
+                    max_stream,
+                    &mut alarm,
+                    attempt,
+                )
+                .await
+            }
+        }
     }
 
     fn backend(&self, route: &Route) -> Result<&Backend, GatewayError> {
@@ -468,7 +490,7 @@ impl Gateway {
     pub async fn chat_once(&self, request: ChatRequest) -> Result<ChatResponse, GatewayError> {
         let targets = self.router.plan(&request.model)?;
         let dispatched = self
-            .dispatch(targets, |route| {
+            .dispatch(targets, None, |route| {
                 let request = request.clone();
                 async move {
                     self.chat_once_on(route, request)
@@ -485,7 +507,7 @@ impl Gateway {
     pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, GatewayError> {
         let targets = self.router.plan(&request.model)?;
         let dispatched = self
-            .dispatch(targets, |route| {
+            .dispatch(targets, None, |route| {
                 let request = request.clone();
                 async move {
                     self.chat_stream_on(route, request)

@@ -16,6 +16,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use futures::FutureExt;
 use gateway_core::Gateway;
+use gateway_core::pipeline::Alarm;
 use tower_service::Service;
 
 use crate::frontend::{anthropic, common, genai, openai};
@@ -120,8 +121,15 @@ impl App {
     /// (together about a seventh of the gateway's instructions per
     /// pass-through request), and with the headers they read taken from
     /// the head's bytes; everything else, a body over the limit included,
-    /// gets `http` types and goes the way of [`App::call`].
-    pub(crate) fn call_whole(&mut self, request: RequestHead, body: Bytes) -> WholeFuture<'_> {
+    /// gets `http` types and goes the way of [`App::call`]. `alarm` is the
+    /// connection's timer, lent for the first-byte deadlines of the hot
+    /// routes' attempts (see [`Alarm`]).
+    pub(crate) fn call_whole<'a>(
+        &'a mut self,
+        request: RequestHead,
+        body: Bytes,
+        alarm: &'a mut Alarm<'_>,
+    ) -> WholeFuture<'a> {
         let hot = HotRoute::of(request.method(), request.target())
             .filter(|_| body.len() <= self.body_limit_bytes);
         let Some(hot) = hot else {
@@ -171,7 +179,7 @@ impl App {
         // beside it, was twice the pass-through request's.
         match hot {
             HotRoute::ChatCompletions => Box::pin(async move {
-                let response = openai::serve(state, &id, key, body).await;
+                let response = openai::serve(state, &id, key, body, Some(alarm)).await;
                 WholeAnswer {
                     response,
                     request_id: Some(id),
@@ -180,7 +188,8 @@ impl App {
             HotRoute::Messages => {
                 let forwarded = anthropic::forwarded_headers(&request);
                 Box::pin(async move {
-                    let response = anthropic::serve(state, &id, key, forwarded, body).await;
+                    let response =
+                        anthropic::serve(state, &id, key, forwarded, body, Some(alarm)).await;
                     WholeAnswer {
                         response,
                         request_id: Some(id),

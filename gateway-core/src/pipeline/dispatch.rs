@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::alarm::{Alarm, Within};
 use super::breaker::{Breaker, Ticket};
 use super::slots::{BackendSlot, BackendSlots};
 use super::watchdog::{DeadlineReason, StreamLimits};
@@ -170,11 +171,13 @@ fn order<'a, 'p>(
 
 /// Runs `attempt` against `targets` until one answers, the failures are not
 /// retryable, or attempts and targets run out. `pipeline_of` gives each
-/// route's backend state; `max_stream` is the caller-side stream limit.
+/// route's backend state; `max_stream` is the caller-side stream limit;
+/// the first-byte deadlines are waited for on `alarm`.
 pub(crate) async fn dispatch<'p, 't, T, F, Fut>(
     targets: &'t Targets,
     pipeline_of: impl Fn(&Route) -> Result<&'p BackendPipeline, GatewayError>,
     max_stream: Option<Duration>,
+    alarm: &mut Alarm<'_>,
     mut attempt: F,
 ) -> Result<Dispatched<'t, T>, GatewayError>
 where
@@ -225,9 +228,10 @@ where
             // bytes each) end before the backoff's await, so the future
             // does not keep room for them while it sleeps.
             let delay = {
-                let outcome = match tokio::time::timeout_at(now + budget, attempt(route)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(GatewayError::timeout(format!(
+                let outcome = Within::new(attempt(route), alarm, now + budget).await;
+                let outcome = match outcome {
+                    Some(outcome) => outcome,
+                    None => Err(GatewayError::timeout(format!(
                         "backend '{}' sent no answer within {} ms (first_byte_timeout_ms / \
                          total_timeout_ms)",
                         route.backend,

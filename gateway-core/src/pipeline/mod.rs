@@ -8,9 +8,12 @@
 //! * [`breaker`]: one circuit breaker per backend.
 //! * [`slots`]: per-backend concurrency with a bounded queue.
 //! * [`dispatch`]: retries, fallback and timeouts around each attempt.
+//! * [`alarm`]: the caller's one timer, lent to the attempts for their
+//!   first-byte deadlines.
 //! * [`watchdog`]: idle and total limits on an answer's stream, and the
 //!   slots it holds.
 
+pub mod alarm;
 pub mod breaker;
 pub mod dispatch;
 pub mod keys;
@@ -21,6 +24,7 @@ pub mod watchdog;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use alarm::Alarm;
 pub use breaker::BreakerState;
 pub use dispatch::{AttemptError, Dispatched};
 pub use keys::{KeyPolicy, KeyRing};

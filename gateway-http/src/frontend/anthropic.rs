@@ -16,7 +16,7 @@ use dialect_anthropic::request::decode_request;
 use dialect_anthropic::response::encode_response;
 use dialect_anthropic::stream::{EventEncoder, write_event};
 use gateway_core::body::probe;
-use gateway_core::pipeline::KeyPolicy;
+use gateway_core::pipeline::{Alarm, KeyPolicy};
 use gateway_core::{GatewayError, PassthroughRequest, Route};
 use std::sync::Arc;
 
@@ -60,7 +60,15 @@ pub(crate) async fn messages(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(&state, &request_id, key, forwarded_headers(&headers), body).await
+    serve(
+        &state,
+        &request_id,
+        key,
+        forwarded_headers(&headers),
+        body,
+        None,
+    )
+    .await
 }
 
 /// The caller headers that go upstream with a pass-through request (see
@@ -81,16 +89,17 @@ pub(crate) fn forwarded_headers(headers: &impl HeaderLookup) -> HeaderMap {
 /// `POST /v1/messages` with its body read, its id given and its caller
 /// known: what [`messages`] does after extraction, and what the HTTP/1.1
 /// connection calls without the router (see
-/// [`crate::app::App::call_whole`]).
+/// [`crate::app::App::call_whole`], lending its timer as `alarm`).
 pub(crate) async fn serve(
     state: &AppState,
     request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
     body: Bytes,
+    alarm: Option<&mut Alarm<'_>>,
 ) -> Response {
     shared::respond(
-        handle(state, request_id, key, forwarded, body).await,
+        handle(state, request_id, key, forwarded, body, alarm).await,
         error_response,
     )
 }
@@ -101,6 +110,7 @@ async fn handle(
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
     body: Bytes,
+    alarm: Option<&mut Alarm<'_>>,
 ) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
     let targets = state.gateway.plan(&probed.model)?;
@@ -127,7 +137,7 @@ async fn handle(
         },
         translated,
     };
-    let dispatched = exchange.run().await?;
+    let dispatched = exchange.run(alarm).await?;
     Ok(respond(
         dispatched,
         admission,

@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::response::Response;
 use futures::StreamExt;
-use gateway_core::pipeline::{Admission, AttemptError, Dispatched, Watchdog};
+use gateway_core::pipeline::{Admission, Alarm, AttemptError, Dispatched, Watchdog};
 use gateway_core::{
     ChatEvent, ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest,
     PassthroughResponse, Route, Targets, Usage,
@@ -71,11 +71,16 @@ impl<'t, P> Exchange<'_, 't, P>
 where
     P: Fn(&Route) -> Result<PassthroughRequest, GatewayError>,
 {
-    /// Dispatches the request through the provider stages.
-    pub(crate) async fn run(&self) -> Result<Dispatched<'t, Answer>, GatewayError> {
+    /// Dispatches the request through the provider stages; its first-byte
+    /// deadlines are waited for on `alarm`, the connection's timer, when
+    /// it lends one.
+    pub(crate) async fn run(
+        &self,
+        alarm: Option<&mut Alarm<'_>>,
+    ) -> Result<Dispatched<'t, Answer>, GatewayError> {
         let gateway = &self.state.gateway;
         gateway
-            .dispatch(self.targets, |route| async move {
+            .dispatch(self.targets, alarm, |route| async move {
                 if gateway.can_pass_through(route, self.dialect.name) {
                     let mut request = (self.passthrough)(route)?;
                     request.body = self.cap_body(route, request.body)?;

@@ -145,7 +145,7 @@ async fn handle(
         },
         translated,
     };
-    let dispatched = exchange.run().await?;
+    let dispatched = exchange.run(None).await?;
     Ok(respond(
         dispatched,
         admission,

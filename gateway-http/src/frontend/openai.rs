@@ -15,7 +15,7 @@ use dialect_openai::request::decode_request;
 use dialect_openai::response::encode_response;
 use dialect_openai::stream::ChunkEncoder;
 use gateway_core::body::probe;
-use gateway_core::pipeline::KeyPolicy;
+use gateway_core::pipeline::{Alarm, KeyPolicy};
 use gateway_core::{GatewayError, PassthroughRequest, Route};
 use serde_json::json;
 use std::sync::Arc;
@@ -53,20 +53,24 @@ pub(crate) async fn chat_completions(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(&state, &request_id, key, body).await
+    serve(&state, &request_id, key, body, None).await
 }
 
 /// `POST /v1/chat/completions` with its body read, its id given and its
 /// caller known: what [`chat_completions`] does after extraction, and what
 /// the HTTP/1.1 connection calls without the router (see
-/// [`crate::app::App::call_whole`]).
+/// [`crate::app::App::call_whole`], lending its timer as `alarm`).
 pub(crate) async fn serve(
     state: &AppState,
     request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     body: Bytes,
+    alarm: Option<&mut Alarm<'_>>,
 ) -> Response {
-    shared::respond(handle(state, request_id, key, body).await, error_response)
+    shared::respond(
+        handle(state, request_id, key, body, alarm).await,
+        error_response,
+    )
 }
 
 async fn handle(
@@ -74,6 +78,7 @@ async fn handle(
     request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     body: Bytes,
+    alarm: Option<&mut Alarm<'_>>,
 ) -> Result<Response, GatewayError> {
     let probed = probe(&body)?;
     let targets = state.gateway.plan(&probed.model)?;
@@ -110,7 +115,7 @@ async fn handle(
         },
         translated: translated.map(|(request, _)| request),
     };
-    let dispatched = exchange.run().await?;
+    let dispatched = exchange.run(alarm).await?;
     // `created` is read from the clock only for a translated answer.
     Ok(respond(
         dispatched,

@@ -44,12 +44,13 @@ use std::time::Duration;
 use adapter_http::wire::{self, Decoded, Framing, ReadBuffer};
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use gateway_core::pipeline::Alarm;
 use http::Version;
 use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::app::{App, WholeAnswer};
 use request::{Head, Refusal};
@@ -94,22 +95,6 @@ pub(crate) async fn serve(
     }
 }
 
-/// Resolves at `deadline`, by way of `timer`, which may be set to an
-/// earlier time: then it is moved on when it fires instead of being set
-/// for every request. Registering a new timer on every request cost a
-/// lock on tokio's timer wheel and, whenever it was the runtime's next
-/// deadline, a wake-up of the runtime through its eventfd (a `write` and
-/// an extra `epoll_wait` for about one request in three).
-async fn head_deadline(mut timer: Pin<&mut Sleep>, deadline: Instant) {
-    loop {
-        timer.as_mut().await;
-        if timer.deadline() >= deadline {
-            return;
-        }
-        timer.as_mut().reset(deadline);
-    }
-}
-
 /// How a connection's HTTP/1.1 part ended without an error.
 enum Ending {
     /// The connection is done with.
@@ -140,10 +125,15 @@ impl Connection {
         stopping: watch::Receiver<bool>,
     ) -> io::Result<Ending> {
         let mut first = true;
-        // One timer for the connection's life, moved only when it fires
-        // early (see `head_deadline`).
-        let timer = tokio::time::sleep(settings.header_timeout);
-        tokio::pin!(timer);
+        // One timer for the connection's life, for its head and body
+        // deadlines and lent to each request for its first-byte deadlines;
+        // moved lazily (see `Alarm`). Registering a new timer on every
+        // request cost a lock on tokio's timer wheel and, whenever it was
+        // the runtime's next deadline, a wake-up of the runtime through its
+        // eventfd (a `write` and an extra `epoll_wait` for about one request
+        // in three).
+        let timer = std::pin::pin!(tokio::time::sleep(settings.header_timeout));
+        let mut alarm = Alarm::new(timer);
         // One wait for the stop signal for the connection's life too: a
         // wait made for each request joined and left the channel's list of
         // waiters (a lock each way) every time.
@@ -161,7 +151,7 @@ impl Connection {
             let head = tokio::select! {
                 biased;
                 head = self.read_head() => head?,
-                () = head_deadline(timer.as_mut(), deadline) => return Ok(Ending::Closed),
+                () = alarm.until(deadline) => return Ok(Ending::Closed),
                 () = &mut stopped => return Ok(Ending::Closed),
             };
             let head = match head {
@@ -193,7 +183,7 @@ impl Connection {
                 self.write_all(&mut [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")])
                     .await?;
             }
-            let (body, whole) = match self.read_body(framing, settings, timer.as_mut()).await? {
+            let (body, whole) = match self.read_body(framing, settings, &mut alarm).await? {
                 Watched::Ready(Ok(body)) => body,
                 Watched::Ready(Err(message)) => {
                     self.refuse(http::StatusCode::BAD_REQUEST, message).await?;
@@ -203,7 +193,7 @@ impl Connection {
             };
             let method = request.method().clone();
             let version = request.version();
-            let answer = app.call_whole(request, body);
+            let answer = app.call_whole(request, body, &mut alarm);
             let Watched::Ready(WholeAnswer {
                 response,
                 request_id,
@@ -265,7 +255,7 @@ impl Connection {
         &mut self,
         mut framing: Framing,
         settings: Settings,
-        mut timer: Pin<&mut Sleep>,
+        alarm: &mut Alarm<'_>,
     ) -> io::Result<Watched<Result<(Bytes, bool), &'static str>>> {
         let enough = usize::try_from(settings.body_limit.saturating_add(1)).unwrap_or(usize::MAX);
         if let Framing::Length(length) = framing {
@@ -275,10 +265,7 @@ impl Connection {
             let ahead = wanted.saturating_sub(self.read.len()).min(MAX_RESERVE);
             self.read.reserve(ahead);
             while self.read.len() < wanted {
-                if !self
-                    .fill_within(settings.header_timeout, timer.as_mut())
-                    .await?
-                {
+                if !self.fill_within(settings.header_timeout, alarm).await? {
                     return Ok(Watched::Gone);
                 }
             }
@@ -297,10 +284,7 @@ impl Connection {
                 }
                 Ok(Decoded::End) => return Ok(Watched::Ready(Ok((body.freeze(), true)))),
                 Ok(Decoded::NeedMore) => {
-                    if !self
-                        .fill_within(settings.header_timeout, timer.as_mut())
-                        .await?
-                    {
+                    if !self.fill_within(settings.header_timeout, alarm).await? {
                         return Ok(Watched::Gone);
                     }
                 }
@@ -314,13 +298,13 @@ impl Connection {
     /// connection, or sent nothing for `idle` (as nginx's
     /// `client_body_timeout`: a slow upload goes on, a stalled one does
     /// not hold its connection for ever). The wait is on the connection's
-    /// one `timer` (see [`head_deadline`]), not a new one per read.
-    async fn fill_within(&mut self, idle: Duration, timer: Pin<&mut Sleep>) -> io::Result<bool> {
+    /// one timer (see [`Alarm`]), not a new one per read.
+    async fn fill_within(&mut self, idle: Duration, alarm: &mut Alarm<'_>) -> io::Result<bool> {
         let deadline = Instant::from_std(adapter_http::clock::coarse_instant()) + idle;
         tokio::select! {
             biased;
             read = poll_fn(|cx| self.poll_fill(cx)) => Ok(read? > 0),
-            () = head_deadline(timer, deadline) => Ok(false),
+            () = alarm.until(deadline) => Ok(false),
         }
     }
 
