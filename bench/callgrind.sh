@@ -11,8 +11,10 @@
 # must be built (with fast-upstream) first:
 #   cargo build --release -p gateway-http -p fast-upstream
 # CONNS sets wrk's connections (default 8; CONNS=1 shows what a lone client
-# costs, the runtime's parking included). Needs valgrind and wrk. Leaves
-# callgrind.out.* in $OUT (default a temp dir) for callgrind_annotate.
+# costs, the runtime's parking included). PROMPT_KIB pads the prompt to
+# that many KiB of plain text (default: one short sentence), to see what
+# the gateway spends per byte of a long prompt. Needs valgrind and wrk.
+# Leaves callgrind.out.* in $OUT (default a temp dir) for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case_name=${1:-pt}
@@ -70,9 +72,13 @@ models = [{ id = "claude" }]
 default = "fast/gpt"
 TOML
 
+padding=""
+if [ -n "${PROMPT_KIB:-}" ]; then
+  padding=$(head -c $((PROMPT_KIB * 1024)) < <(yes "lorem ipsum dolor sit amet," | tr '\n' ' '))
+fi
 cat >"$out/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = [==[{"model":"$model","messages":[{"role":"user","content":"Say something for the benchmark."}],"stream":$stream}]==]
+wrk.body = [==[{"model":"$model","messages":[{"role":"user","content":"Say something for the benchmark. $padding"}],"stream":$stream}]==]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer bench"
 LUA
