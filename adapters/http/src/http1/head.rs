@@ -66,15 +66,12 @@ pub(crate) fn parse_answer(buffer: &mut BytesMut, method: &Method) -> Result<Opt
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        // Where each header's name and value are in the buffer, so that
-        // the values kept can share the head's bytes once it is split off;
-        // and what the framing headers say, in the same pass.
+        // What the framing headers say, and the headers kept, in one pass
+        // over what `httparse` found. The kept values are copied out, so
+        // the head is dropped from the buffer rather than split off it,
+        // which would make the buffer shared (see `read::take_front`).
         let mut said = FramingHeaders::default();
-        let spans = header_spans(parsed.headers, buffer, &mut said);
-        // The headers kept are copied out (`answer_headers`), so the head
-        // is dropped from the buffer rather than split off it, which
-        // would make the buffer shared (see `read::take_front`).
-        let kept = answer_headers(&buffer[..length], &spans);
+        let kept = answer_headers(parsed.headers, &mut said);
         buffer.advance(length);
         match code {
             101 => return Err(Error::Invalid("the upstream switched protocols")),
@@ -205,29 +202,45 @@ pub(crate) fn only_answer_headers(headers: HeaderMap) -> HeaderMap {
 }
 
 /// The headers of an answer the gateway reads (see [`ANSWER_HEADERS`]),
-/// out of `head`: a common content type as a static value, any other value
-/// copied.
-fn answer_headers(head: &[u8], spans: &[HeaderSpan]) -> Result<HeaderMap, &'static str> {
+/// out of `parsed` (`httparse`'s): a common content type as a static
+/// value, any other value copied. What the framing headers say is noted
+/// in `said` on the way.
+fn answer_headers(
+    parsed: &[httparse::Header<'_>],
+    said: &mut FramingHeaders,
+) -> Result<HeaderMap, &'static str> {
     let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS.len());
-    for span in spans {
-        let sent = span.name(head);
+    let mut invalid = None;
+    for header in parsed {
+        let (sent, value) = (header.name.as_bytes(), header.value);
+        said.note(sent, value);
         let Some(name) = ANSWER_HEADERS
             .iter()
             .find(|name| sent.eq_ignore_ascii_case(name.as_str().as_bytes()))
         else {
             continue;
         };
-        let value = span.value(head);
         let value = match COMMON_TYPES
             .iter()
             .find(|common| common.as_bytes() == value)
         {
             Some(common) => HeaderValue::from_static(common),
-            None => HeaderValue::from_bytes(value).map_err(|_| "invalid header value")?,
+            None => match HeaderValue::from_bytes(value) {
+                Ok(value) => value,
+                // Noted, and the framing read on to the end: a framing
+                // error is reported first.
+                Err(_) => {
+                    invalid = Some("invalid header value");
+                    continue;
+                }
+            },
         };
         headers.append(name, value);
     }
-    Ok(headers)
+    match invalid {
+        Some(problem) => Err(problem),
+        None => Ok(headers),
+    }
 }
 
 /// The content types providers answer with, which [`answer_headers`]
