@@ -441,9 +441,11 @@ impl Gateway {
                 .await
             }
             None => {
-                // A timer of the request's own, set at the first attempt.
-                let timer = std::pin::pin!(tokio::time::sleep(Duration::MAX));
-                let mut alarm = Alarm::new(timer);
+                // A timer of the request's own, set at the first attempt;
+                // boxed, so that this arm does not make the future larger
+                // for callers that lend one (the hot path).
+                let mut timer = Box::pin(tokio::time::sleep(Duration::MAX));
+                let mut alarm = Alarm::new(timer.as_mut());
                 crate::pipeline::dispatch::dispatch(
                     targets,
                     pipeline_of,
