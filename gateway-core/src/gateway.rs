@@ -413,7 +413,7 @@ impl Gateway {
     /// `attempt` makes one upstream attempt on a route and returns once the
     /// upstream's first output is in hand. `alarm` is a timer the caller
     /// lends for the first-byte deadlines (see [`Alarm`]); without one,
-    /// each attempt registers a timer of its own.
+    /// the request gets a timer of its own, set at its first attempt.
     pub async fn dispatch<'t, T, F, Fut>(
         &self,
         targets: &'t Targets,
