@@ -428,34 +428,25 @@ impl Gateway {
             .limits
             .max_stream_duration_ms
             .map(Duration::from_millis);
-        let pipeline_of = |route: &Route| self.backend(route).map(|backend| &backend.pipeline);
-        match alarm {
-            Some(alarm) => {
-                crate::pipeline::dispatch::dispatch(
-                    targets,
-                    pipeline_of,
-                    max_stream,
-                    alarm,
-                    attempt,
-                )
-                .await
-            }
+        // A caller that lends no timer gets one of the request's own, set
+        // at its first attempt; boxed, so that it does not make the future
+        // larger for callers that lend one (the hot path).
+        let mut own_timer;
+        let mut alarm = match alarm {
+            Some(lent) => lent.reborrow(),
             None => {
-                // A timer of the request's own, set at the first attempt;
-                // boxed, so that this arm does not make the future larger
-                // for callers that lend one (the hot path).
-                let mut timer = Box::pin(tokio::time::sleep(Duration::MAX));
-                let mut alarm = Alarm::new(timer.as_mut());
-                crate::pipeline::dispatch::dispatch(
-                    targets,
-                    pipeline_of,
-                    max_stream,
-                    &mut alarm,
-                    attempt,
-                )
-                .await
+                own_timer = Box::pin(tokio::time::sleep(Duration::MAX));
+                Alarm::new(own_timer.as_mut())
             }
-        }
+        };
+        crate::pipeline::dispatch::dispatch(
+            targets,
+            |route| self.backend(route).map(|backend| &backend.pipeline),
+            max_stream,
+            &mut alarm,
+            attempt,
+        )
+        .await
     }
 
     fn backend(&self, route: &Route) -> Result<&Backend, GatewayError> {

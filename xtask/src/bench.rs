@@ -10,8 +10,8 @@
 //! p50 can land in either and the mean says more), then at concurrency 1
 //! again with the proxy pinned to a core of its own and the client and
 //! upstream to another (see [`PROXY_CORE`]). Rounds are repeated and each
-//! figure is the median. A memory case holds many slow streams open through a fresh
-//! modelgate and reports RSS per open stream and idle RSS.
+//! figure is the median. A memory case holds many slow streams open
+//! through a fresh modelgate and reports RSS per open stream and idle RSS.
 //!
 //! `--smoke` is the CI version: debug binaries, a second per run, 100
 //! streams; it fails unless every run completed with no errors. Full runs

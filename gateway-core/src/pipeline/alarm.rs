@@ -39,6 +39,13 @@ impl<'a> Alarm<'a> {
         Self { timer }
     }
 
+    /// The same timer, lent on for a shorter while.
+    pub(crate) fn reborrow(&mut self) -> Alarm<'_> {
+        Alarm {
+            timer: self.timer.as_mut(),
+        }
+    }
+
     /// Resolves at `deadline`.
     pub async fn until(&mut self, deadline: Instant) {
         poll_fn(|cx| self.poll_until(deadline, cx)).await;

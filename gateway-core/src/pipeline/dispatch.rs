@@ -228,8 +228,7 @@ where
             // bytes each) end before the backoff's await, so the future
             // does not keep room for them while it sleeps.
             let delay = {
-                let outcome = Within::new(attempt(route), alarm, now + budget).await;
-                let outcome = match outcome {
+                let outcome = match Within::new(attempt(route), alarm, now + budget).await {
                     Some(outcome) => outcome,
                     None => Err(GatewayError::timeout(format!(
                         "backend '{}' sent no answer within {} ms (first_byte_timeout_ms / \
