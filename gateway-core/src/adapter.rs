@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::Stream;
 use http::{HeaderMap, StatusCode};
 
+use crate::body::SplicedBody;
 use crate::error::GatewayError;
 use crate::types::{ChatEvent, ChatRequest, ChatResponse};
 
@@ -26,8 +27,9 @@ pub struct PassthroughRequest {
     /// included (`chat/completions`, `v1/messages`,
     /// `v1beta/models/m:streamGenerateContent?alt=sse`).
     pub operation: Cow<'static, str>,
-    /// The caller's body with only `model` rewritten.
-    pub body: Bytes,
+    /// The caller's body with only `model` rewritten (spliced in, so a
+    /// long body is not copied).
+    pub body: SplicedBody,
     /// Whether the caller asked for a stream.
     pub stream: bool,
     /// Caller headers the dialect defines as part of the request (such as

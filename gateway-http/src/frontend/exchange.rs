@@ -9,7 +9,7 @@ use futures::StreamExt;
 use gateway_core::pipeline::{Admission, Alarm, AttemptError, Dispatched, Watchdog};
 use gateway_core::{
     ChatEvent, ChatRequest, ChatResponse, ChatStream, GatewayError, PassthroughRequest,
-    PassthroughResponse, Route, Targets, Usage,
+    PassthroughResponse, Route, SplicedBody, Targets, Usage,
 };
 use serde_json::Value;
 
@@ -121,12 +121,12 @@ where
 
     /// Applies the output token cap to a pass-through body; the body is
     /// parsed and re-serialised only when a cap applies and changes it.
-    fn cap_body(&self, route: &Route, body: Bytes) -> Result<Bytes, GatewayError> {
+    fn cap_body(&self, route: &Route, body: SplicedBody) -> Result<SplicedBody, GatewayError> {
         let gateway = &self.state.gateway;
         if gateway.output_cap_limit(self.admission, route).is_none() {
             return Ok(body);
         }
-        let mut value: Value = serde_json::from_slice(&body).map_err(|err| {
+        let mut value: Value = serde_json::from_slice(&body.to_bytes()).map_err(|err| {
             GatewayError::invalid_request(format!("the request body is not valid JSON: {err}"))
         })?;
         let fields = self.dialect.output_limit_fields;
@@ -140,7 +140,7 @@ where
         let pointer = present.or(fields.first()).copied().unwrap_or("/max_tokens");
         set_pointer(&mut value, pointer, Value::from(limit));
         serde_json::to_vec(&value)
-            .map(Bytes::from)
+            .map(|encoded| SplicedBody::from(Bytes::from(encoded)))
             .map_err(|err| GatewayError::internal(format!("cannot encode the request: {err}")))
     }
 }

@@ -138,7 +138,7 @@ async fn handle(
         passthrough: |route: &Route| {
             Ok(PassthroughRequest {
                 operation: operation(route, method).into(),
-                body: body.clone(),
+                body: body.clone().into(),
                 stream: method == Method::Stream,
                 headers: axum::http::HeaderMap::new(),
             })
@@ -179,7 +179,7 @@ async fn count_tokens(
     if state.gateway.can_pass_through(route, DIALECT.name) {
         let request = PassthroughRequest {
             operation: operation(route, Method::CountTokens).into(),
-            body: body.clone(),
+            body: body.clone().into(),
             stream: false,
             headers: axum::http::HeaderMap::new(),
         };

@@ -104,7 +104,7 @@ async fn handle(
         passthrough: |route: &Route| {
             let mut body = probed.rewrite_model(&body, &route.upstream_model);
             if hide_usage_chunk {
-                body = with_usage_requested(&body)?;
+                body = with_usage_requested(&body.to_bytes())?.into();
             }
             Ok(PassthroughRequest {
                 operation: "chat/completions".into(),

@@ -3,7 +3,8 @@
 //!
 //! The gateway always knows the exact request it sends and needs only
 //! one answer at a time per connection, so the client side of HTTP/1.1 is
-//! small: write one head and one body, parse one answer head with
+//! small: write one head and one body (the body's pieces in the same
+//! vectored write), parse one answer head with
 //! `httparse`, then take the body out of the read buffer by its framing.
 //! What this saves over `hyper::client::conn::http1`, per connection: its
 //! dispatch channel (a tokio channel block of ~9 KiB), its 8 KiB write
@@ -15,7 +16,7 @@
 //! body, so no task of its own exists.
 //!
 //! Not supported, because no model provider's API needs them: sending a
-//! request body as a stream (bodies are whole `Bytes`), `Expect:
+//! request body as a stream (bodies are whole), `Expect:
 //! 100-continue`, protocol upgrades, pipelining. An answer's head is at
 //! most 64 KiB with 100 headers.
 
@@ -29,6 +30,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use gateway_core::SplicedBody;
 use http::{Method, Response};
 use http_body::SizeHint;
 use hyper_util::rt::TokioIo;
@@ -116,7 +118,7 @@ impl Connection {
     pub(crate) async fn send(
         mut self,
         head: &[u8],
-        body: &[u8],
+        body: &SplicedBody,
         method: &Method,
     ) -> Result<Response<Body>, Failure> {
         self.write_request(head, body).await?;
@@ -132,18 +134,18 @@ impl Connection {
         Ok(head.response.map(|()| body))
     }
 
-    async fn write_request(&mut self, head: &[u8], body: &[u8]) -> Result<(), Failure> {
+    /// Writes `head` and `body`'s pieces back to back, in as few writes as
+    /// the socket allows (one, on loopback and for any usual body). The
+    /// pieces are taken again on each write rather than kept: this future
+    /// is part of the one boxed on every request.
+    async fn write_request(&mut self, head: &[u8], body: &SplicedBody) -> Result<(), Failure> {
         let total = head.len() + body.len();
         let mut written = 0;
         while written < total {
             let outcome = poll_fn(|cx| {
-                let io = Pin::new(&mut self.io);
-                match head.get(written..) {
-                    Some(rest) if !rest.is_empty() => {
-                        io.poll_write_vectored(cx, &[IoSlice::new(rest), IoSlice::new(body)])
-                    }
-                    _ => io.poll_write(cx, &body[written - head.len()..]),
-                }
+                let [front, middle, back] = body.pieces();
+                let rest = unwritten(&[head, front, middle, back], written);
+                Pin::new(&mut self.io).poll_write_vectored(cx, &rest)
             })
             .await;
             let unsent = written == 0;
@@ -192,6 +194,17 @@ impl Connection {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.read.poll_fill(&mut self.io, cx)
     }
+}
+
+/// What is left of `pieces` once `written` bytes of them went out, as
+/// slices for one vectored write (empty ones included: they cost nothing).
+fn unwritten<'a>(pieces: &[&'a [u8]; 4], written: usize) -> [IoSlice<'a>; 4] {
+    let mut skip = written;
+    pieces.map(|piece| {
+        let from = skip.min(piece.len());
+        skip -= from;
+        IoSlice::new(&piece[from..])
+    })
 }
 
 /// An answer's body, read from its connection as it is polled. Once it
@@ -331,6 +344,27 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Self::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every split of a request's pieces, at every byte, leaves exactly
+    /// the bytes not yet written, in order.
+    #[test]
+    fn unwritten_pieces_resume_at_every_byte() {
+        let pieces: [&[u8]; 4] = [b"HEAD\r\n\r\n", b"{\"model\":", b"", b"\"m\"}"];
+        let whole = pieces.concat();
+        for written in 0..=whole.len() {
+            let rest = unwritten(&pieces, written);
+            let joined: Vec<u8> = rest
+                .iter()
+                .flat_map(|slice| slice.iter().copied())
+                .collect();
+            assert_eq!(joined, whole[written..], "after {written} bytes");
         }
     }
 }
