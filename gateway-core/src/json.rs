@@ -400,28 +400,60 @@ impl<'a> Reader<'a> {
 /// How many bytes at the start of `bytes` a JSON string holds as they
 /// are: up to the first quote, backslash or control character. A prompt
 /// is mostly such runs, and every request's body is scanned for its model
-/// (see `body::probe`), so this is the gateway's per-byte cost: sixteen
-/// bytes a step with SSE2 (part of every x86-64 CPU), else eight.
+/// (see `body::probe`), so this is the gateway's per-byte cost. With SSE2
+/// (part of every x86-64 CPU): sixteen bytes a step for the first
+/// sixty-four (where keys, roles and names end), then sixty-four a test
+/// while none is special, and sixteen a step again to find which; without,
+/// eight a step.
+#[inline(always)]
 fn plain_run(bytes: &[u8]) -> usize {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        let mut blocks = bytes.chunks_exact(16);
-        let mut run = 0;
-        for block in blocks.by_ref() {
-            // Never `Err`: every chunk is sixteen bytes.
-            let Ok(block) = block.try_into() else { break };
-            let found = sse2::specials(block);
-            if found != 0 {
-                return run + found.trailing_zeros() as usize;
+        let mut run = match plain_blocks(bytes, 4) {
+            Ok(run) => return run,
+            Err(run) => run,
+        };
+        if run == 64 {
+            for stride in bytes.get(run..).unwrap_or_default().chunks_exact(64) {
+                // Never `Err`: every chunk is sixty-four bytes.
+                let Ok(stride) = stride.try_into() else { break };
+                if sse2::any_special(stride) {
+                    break;
+                }
+                run += 64;
             }
-            run += 16;
         }
-        run + plain_run_by_words(blocks.remainder())
+        match plain_blocks(bytes.get(run..).unwrap_or_default(), usize::MAX) {
+            Ok(more) => run + more,
+            Err(more) => {
+                run += more;
+                run + plain_run_by_words(bytes.get(run..).unwrap_or_default())
+            }
+        }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
         plain_run_by_words(bytes)
     }
+}
+
+/// [`plain_run`] over at most `limit` sixteen-byte blocks of `bytes`:
+/// `Ok` with the run when a special byte ended it, `Err` with the bytes
+/// stepped over when the limit or the whole blocks ran out first.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn plain_blocks(bytes: &[u8], limit: usize) -> Result<usize, usize> {
+    let mut run = 0;
+    for block in bytes.chunks_exact(16).take(limit) {
+        // Never `Err`: every chunk is sixteen bytes.
+        let Ok(block) = block.try_into() else { break };
+        let found = sse2::specials(block);
+        if found != 0 {
+            return Ok(run + found.trailing_zeros() as usize);
+        }
+        run += 16;
+    }
+    Err(run)
 }
 
 /// The one `unsafe` of the gateway's own code outside plugin loading:
@@ -432,17 +464,47 @@ fn plain_run(bytes: &[u8]) -> usize {
 #[allow(unsafe_code)]
 mod sse2 {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        __m128i, _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
         _mm_set1_epi8,
     };
 
     /// A bit for each byte of `block` (bit 0 for its first) that is a
     /// quote, a backslash or a control character.
     pub(super) fn specials(block: &[u8; 16]) -> u32 {
-        let bytes = u128::from_le_bytes(*block);
         // SAFETY: only SSE2 instructions, and this module is compiled only
         // for targets that have them.
+        let mask = unsafe { _mm_movemask_epi8(special_bytes(block)) };
+        mask as u32
+    }
+
+    /// Whether any byte of `stride` is a quote, a backslash or a control
+    /// character: its four blocks' flags are or'd, so a plain stride costs
+    /// one test rather than four.
+    pub(super) fn any_special(stride: &[u8; 64]) -> bool {
+        let block = |at: usize| -> &[u8; 16] {
+            // Never the fallback: the four blocks lie within the stride.
+            stride[at..at + 16].try_into().unwrap_or(&[0; 16])
+        };
+        // SAFETY: as in `specials`.
         let mask = unsafe {
+            let either = _mm_or_si128(special_bytes(block(0)), special_bytes(block(16)));
+            let other = _mm_or_si128(special_bytes(block(32)), special_bytes(block(48)));
+            _mm_movemask_epi8(_mm_or_si128(either, other))
+        };
+        mask != 0
+    }
+
+    /// 0xff in each byte of `block` that is special, 0 in the others.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have SSE2, as every one this module is compiled for
+    /// does.
+    #[inline(always)]
+    unsafe fn special_bytes(block: &[u8; 16]) -> __m128i {
+        let bytes = u128::from_le_bytes(*block);
+        // SAFETY: only SSE2 instructions (the caller's promise).
+        unsafe {
             // Two halves rather than a load through a pointer; the
             // compiler makes them one unaligned load.
             let chars = _mm_set_epi64x((bytes >> 64) as i64, bytes as i64);
@@ -451,9 +513,8 @@ mod sse2 {
             // Unsigned: a byte is below 0x20 when it is its own minimum
             // with 0x1f.
             let control = _mm_cmpeq_epi8(_mm_min_epu8(chars, _mm_set1_epi8(0x1f)), chars);
-            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
-        };
-        mask as u32
+            _mm_or_si128(_mm_or_si128(quote, backslash), control)
+        }
     }
 }
 
@@ -603,6 +664,31 @@ mod tests {
                 }
                 let plain = vec![background; length];
                 assert_eq!(plain_run(&plain), length);
+            }
+        }
+    }
+
+    #[test]
+    fn long_plain_runs_end_at_their_first_special_byte_in_any_stride() {
+        // Past sixty-four bytes the scan tests whole strides, then finds the
+        // byte in the stride that has it: a special byte at every place of
+        // runs of up to three strides and a bit, and two of them (the first
+        // must win, also when both share a stride).
+        let specials = [0x00, 0x1f, b'"', b'\\'];
+        for background in [b'a', 0x20, 0x7f, 0x80, 0xff] {
+            for length in [64, 65, 127, 128, 129, 200] {
+                assert_eq!(plain_run(&vec![background; length]), length);
+                for at in 0..length {
+                    for special in specials {
+                        let mut bytes = vec![background; length];
+                        bytes[at] = special;
+                        assert_eq!(plain_run(&bytes), at, "{length} {at} {special}");
+                        if let Some(later) = bytes.get_mut(at + 3) {
+                            *later = b'"';
+                            assert_eq!(plain_run(&bytes), at, "{length} {at} {special} twice");
+                        }
+                    }
+                }
             }
         }
     }
