@@ -98,12 +98,6 @@ impl From<Bytes> for SplicedBody {
     }
 }
 
-impl From<&'static str> for SplicedBody {
-    fn from(text: &'static str) -> Self {
-        Self::from(Bytes::from_static(text.as_bytes()))
-    }
-}
-
 /// Bodies are equal when their bytes are, however they are pieced.
 impl PartialEq for SplicedBody {
     fn eq(&self, other: &Self) -> bool {
