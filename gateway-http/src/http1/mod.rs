@@ -31,6 +31,7 @@
 //! API uses. HTTP/2 with prior knowledge is handed to hyper (see
 //! [`h2`]).
 
+mod busy;
 mod h2;
 pub(crate) mod request;
 pub(crate) mod response;
@@ -173,6 +174,7 @@ impl Connection {
                 None => return Ok(Ending::Closed),
             };
             first = false;
+            let _in_flight = busy::InFlight::enter();
             let Head {
                 request,
                 framing,
@@ -364,6 +366,13 @@ impl Connection {
         };
         // A frame polled ahead of its turn (see `last` below).
         let mut ahead = None;
+        // A stream's head first, on its own, when the worker has nothing
+        // else to do: the client starts waking while the body is made
+        // ready (see `busy`).
+        if chunked && busy::alone() {
+            let head_bytes = head.take().unwrap_or_default();
+            self.write_all(&mut [IoSlice::new(&head_bytes)]).await?;
+        }
         loop {
             let frame = if let Some(frame) = ahead.take() {
                 Some(Some(frame))
