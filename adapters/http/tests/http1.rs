@@ -216,3 +216,43 @@ async fn an_endless_head_is_refused() {
         "the upstream connection failed: the answer's head is longer than 64 KiB"
     );
 }
+
+/// A body far larger than the socket takes at once, with a new name
+/// spliced into its middle: the writes that take only part of it resume
+/// at the right byte of the right piece, and the server reads exactly
+/// the caller's bytes with the name changed.
+#[tokio::test]
+async fn a_spliced_body_too_large_for_one_write_arrives_whole() {
+    let server = raw(&[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"], false).await;
+    let half = 4 * 1024 * 1024;
+    let side = |byte: u8| {
+        (0..half)
+            .map(|at| byte + (at % 7) as u8)
+            .collect::<Vec<u8>>()
+    };
+    let whole = [side(b'a'), b"OLD".to_vec(), side(b'k')].concat();
+    let body = gateway_core::SplicedBody::new(
+        bytes::Bytes::from(whole),
+        half..half + 3,
+        bytes::Bytes::from_static(b"new name"),
+    );
+    let expected = [side(b'a'), b"new name".to_vec(), side(b'k')].concat();
+    let response = upstream(&server)
+        .passthrough(gateway_core::PassthroughRequest {
+            operation: "chat/completions".into(),
+            body,
+            stream: false,
+            headers: http::HeaderMap::new(),
+        })
+        .await
+        .expect("an answer");
+    assert_eq!(response.status, 200);
+    let heads = server.heads.lock().expect("heads").clone();
+    assert_eq!(heads.len(), 1);
+    let (head, received) = heads[0].split_once("\r\n\r\n").expect("a head");
+    assert!(
+        head.contains(&format!("content-length: {}", expected.len())),
+        "{head}"
+    );
+    assert!(received.as_bytes() == expected, "the body arrived changed");
+}
