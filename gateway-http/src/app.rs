@@ -124,10 +124,19 @@ impl App {
     /// gets `http` types and goes the way of [`App::call`]. `alarm` is the
     /// connection's timer, lent for the first-byte deadlines of the hot
     /// routes' attempts (see [`Alarm`]).
+    ///
+    /// A hot route leaves the request's id in `id_slot` for the
+    /// connection to write into the answer's head (putting it into the
+    /// response's header map made a header value and an insert per
+    /// request); the other routes stamp it on the response themselves and
+    /// leave `None`. The body and the id are the caller's, borrowed: the
+    /// future is boxed per request, and the box stays within the
+    /// allocator's small sizes (1 KiB) only without copies of them.
     pub(crate) fn call_whole<'a>(
         &'a mut self,
         request: RequestHead,
-        body: Bytes,
+        body: &'a Bytes,
+        id_slot: &'a mut Option<RequestId>,
         alarm: &'a mut Alarm<'_>,
     ) -> WholeFuture<'a> {
         let hot = HotRoute::of(request.method(), request.target())
@@ -135,40 +144,27 @@ impl App {
         let Some(hot) = hot else {
             let request = match request.into_request() {
                 Ok(request) => request,
-                Err(message) => {
-                    return Box::pin(std::future::ready(WholeAnswer {
-                        response: unreadable(message),
-                        request_id: None,
-                    }));
-                }
+                Err(message) => return Box::pin(std::future::ready(unreadable(message))),
             };
             let body = if body.is_empty() {
                 Body::empty()
             } else {
-                Body::from(body)
+                Body::from(body.clone())
             };
             // `App::call` stamps the id itself. (A second box, around
             // its own: these routes are not the hot ones.)
-            return Box::pin(self.call(request.map(|()| body)).map(|answered| {
-                let response = match answered {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                };
-                WholeAnswer {
-                    response,
-                    request_id: None,
-                }
-            }));
+            return Box::pin(
+                self.call(request.map(|()| body))
+                    .map(|answered| match answered {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }),
+            );
         };
-        let id = request_id::choose(&request);
+        let id: &RequestId = id_slot.insert(request_id::choose(&request));
         let key = match auth::identify(&self.state, &request, hot.path(), None) {
             Ok(auth::Caller(key)) => key,
-            Err(refused) => {
-                return Box::pin(std::future::ready(WholeAnswer {
-                    response: refused,
-                    request_id: Some(id),
-                }));
-            }
+            Err(refused) => return Box::pin(std::future::ready(refused)),
         };
         // Borrowed, not cloned: a clone per request is an atomic write to
         // a count both worker threads share.
@@ -178,23 +174,17 @@ impl App {
         // the largest route, with the caller and headers of every route
         // beside it, was twice the pass-through request's.
         match hot {
-            HotRoute::ChatCompletions => Box::pin(async move {
-                let response = openai::serve(state, &id, key, body, Some(alarm)).await;
-                WholeAnswer {
-                    response,
-                    request_id: Some(id),
-                }
-            }),
+            HotRoute::ChatCompletions => Box::pin(openai::serve(state, id, key, body, Some(alarm))),
             HotRoute::Messages => {
                 let forwarded = anthropic::forwarded_headers(&request);
-                Box::pin(async move {
-                    let response =
-                        anthropic::serve(state, &id, key, forwarded, body, Some(alarm)).await;
-                    WholeAnswer {
-                        response,
-                        request_id: Some(id),
-                    }
-                })
+                Box::pin(anthropic::serve(
+                    state,
+                    id,
+                    key,
+                    forwarded,
+                    body,
+                    Some(alarm),
+                ))
             }
         }
     }
@@ -216,19 +206,8 @@ fn unreadable(message: &str) -> Response {
 pub(crate) type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// The future of one request through [`App::call_whole`], which borrows
-/// the application.
-pub(crate) type WholeFuture<'a> = Pin<Box<dyn Future<Output = WholeAnswer> + Send + 'a>>;
-
-/// What [`App::call_whole`] answers.
-pub(crate) struct WholeAnswer {
-    /// The response.
-    pub(crate) response: Response,
-    /// The request's id when the connection is to write it into the
-    /// response's head (`x-request-id`), which the hot routes leave to it:
-    /// putting it into the response's header map made a header value and
-    /// an insert per request. `None` when the response carries it already.
-    pub(crate) request_id: Option<RequestId>,
-}
+/// the application and the request's body.
+pub(crate) type WholeFuture<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
 
 /// `response` with the request's id in `x-request-id`.
 fn with_request_id(mut response: Response, id: HeaderValue) -> Response {

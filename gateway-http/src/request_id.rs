@@ -17,7 +17,7 @@ pub(crate) struct RequestId(Id);
 enum Id {
     /// Made here: its hex digits, kept inline, so that a request whose
     /// connection writes the id into the answer's head itself (see
-    /// [`crate::app::WholeAnswer`]) allocates nothing for it.
+    /// [`crate::app::App::call_whole`]) allocates nothing for it.
     New([u8; uuid::fmt::Simple::LENGTH]),
     /// The caller's, kept as the header value it arrived in.
     Theirs(HeaderValue),

@@ -15,6 +15,7 @@ use dialect_anthropic::error::error_body;
 use dialect_anthropic::request::decode_request;
 use dialect_anthropic::response::encode_response;
 use dialect_anthropic::stream::{EventEncoder, write_event};
+use futures::FutureExt;
 use gateway_core::body::probe;
 use gateway_core::pipeline::{Alarm, KeyPolicy};
 use gateway_core::{GatewayError, PassthroughRequest, Route};
@@ -65,7 +66,7 @@ pub(crate) async fn messages(
         &request_id,
         key,
         forwarded_headers(&headers),
-        body,
+        &body,
         None,
     )
     .await
@@ -89,19 +90,19 @@ pub(crate) fn forwarded_headers(headers: &impl HeaderLookup) -> HeaderMap {
 /// `POST /v1/messages` with its body read, its id given and its caller
 /// known: what [`messages`] does after extraction, and what the HTTP/1.1
 /// connection calls without the router (see
-/// [`crate::app::App::call_whole`], lending its timer as `alarm`).
-pub(crate) async fn serve(
-    state: &AppState,
-    request_id: &RequestId,
+/// [`crate::app::App::call_whole`], lending its timer as `alarm`). Not an
+/// `async fn`, and the body borrowed, as `openai::serve` and for its
+/// reason.
+pub(crate) fn serve<'a>(
+    state: &'a AppState,
+    request_id: &'a RequestId,
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
-    body: Bytes,
-    alarm: Option<&mut Alarm<'_>>,
-) -> Response {
-    shared::respond(
-        handle(state, request_id, key, forwarded, body, alarm).await,
-        error_response,
-    )
+    body: &'a Bytes,
+    alarm: Option<&'a mut Alarm<'_>>,
+) -> impl Future<Output = Response> + Send + 'a {
+    handle(state, request_id, key, forwarded, body, alarm)
+        .map(|handled| shared::respond(handled, error_response))
 }
 
 async fn handle(
@@ -109,14 +110,14 @@ async fn handle(
     request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
     forwarded: HeaderMap,
-    body: Bytes,
+    body: &Bytes,
     alarm: Option<&mut Alarm<'_>>,
 ) -> Result<Response, GatewayError> {
-    let probed = probe(&body)?;
+    let probed = probe(body)?;
     let targets = state.gateway.plan(&probed.model)?;
     let admission = state.gateway.admit(key, &probed.model, targets).await?;
     let translated = if needs_translation(state, targets, DIALECT.name) {
-        let mut request = decode_request(&body)?;
+        let mut request = decode_request(body)?;
         request.request_id = Some(request_id.as_str().to_owned());
         Some(Box::new(request))
     } else {
@@ -130,7 +131,7 @@ async fn handle(
         passthrough: |route: &Route| {
             Ok(PassthroughRequest {
                 operation: "v1/messages".into(),
-                body: probed.rewrite_model(&body, &route.upstream_model),
+                body: probed.rewrite_model(body, &route.upstream_model),
                 stream: probed.stream,
                 headers: forwarded.clone(),
             })

@@ -14,6 +14,7 @@ use dialect_openai::error::error_body;
 use dialect_openai::request::decode_request;
 use dialect_openai::response::encode_response;
 use dialect_openai::stream::ChunkEncoder;
+use futures::FutureExt;
 use gateway_core::body::probe;
 use gateway_core::pipeline::{Alarm, KeyPolicy};
 use gateway_core::{GatewayError, PassthroughRequest, Route};
@@ -53,38 +54,41 @@ pub(crate) async fn chat_completions(
         Ok(body) => body,
         Err(rejection) => return error_response(&body_rejection(&rejection, &state)),
     };
-    serve(&state, &request_id, key, body, None).await
+    serve(&state, &request_id, key, &body, None).await
 }
 
 /// `POST /v1/chat/completions` with its body read, its id given and its
 /// caller known: what [`chat_completions`] does after extraction, and what
 /// the HTTP/1.1 connection calls without the router (see
 /// [`crate::app::App::call_whole`], lending its timer as `alarm`).
-pub(crate) async fn serve(
-    state: &AppState,
-    request_id: &RequestId,
+///
+/// Not an `async fn`, and the body borrowed: each `async` layer keeps its
+/// own copy of the arguments it was called with (the compiler does not
+/// overlap them with the future it awaits), and this future is boxed per
+/// request (see [`crate::app::App::call_whole`]).
+pub(crate) fn serve<'a>(
+    state: &'a AppState,
+    request_id: &'a RequestId,
     key: Option<Arc<KeyPolicy>>,
-    body: Bytes,
-    alarm: Option<&mut Alarm<'_>>,
-) -> Response {
-    shared::respond(
-        handle(state, request_id, key, body, alarm).await,
-        error_response,
-    )
+    body: &'a Bytes,
+    alarm: Option<&'a mut Alarm<'_>>,
+) -> impl Future<Output = Response> + Send + 'a {
+    handle(state, request_id, key, body, alarm)
+        .map(|handled| shared::respond(handled, error_response))
 }
 
 async fn handle(
     state: &AppState,
     request_id: &RequestId,
     key: Option<Arc<KeyPolicy>>,
-    body: Bytes,
+    body: &Bytes,
     alarm: Option<&mut Alarm<'_>>,
 ) -> Result<Response, GatewayError> {
-    let probed = probe(&body)?;
+    let probed = probe(body)?;
     let targets = state.gateway.plan(&probed.model)?;
     let admission = state.gateway.admit(key, &probed.model, targets).await?;
     let translated = if needs_translation(state, targets, DIALECT.name) {
-        let decoded = decode_request(&body)?;
+        let decoded = decode_request(body)?;
         let mut request = decoded.request;
         request.request_id = Some(request_id.as_str().to_owned());
         Some((Box::new(request), decoded.include_usage))
@@ -102,7 +106,7 @@ async fn handle(
         admission: &admission,
         dialect: &DIALECT,
         passthrough: |route: &Route| {
-            let mut body = probed.rewrite_model(&body, &route.upstream_model);
+            let mut body = probed.rewrite_model(body, &route.upstream_model);
             if hide_usage_chunk {
                 body = with_usage_requested(&body.to_bytes())?.into();
             }

@@ -53,7 +53,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::app::{App, WholeAnswer};
+use crate::app::App;
 use request::{Head, Refusal};
 use response::{Outgoing, chunk_size_line};
 
@@ -195,14 +195,14 @@ impl Connection {
             };
             let method = request.method().clone();
             let version = request.version();
-            let answer = app.call_whole(request, body, &mut alarm);
-            let Watched::Ready(WholeAnswer {
-                response,
-                request_id,
-            }) = self.watching(answer).await
-            else {
+            let mut request_id = None;
+            let answer = app.call_whole(request, &body, &mut request_id, &mut alarm);
+            let Watched::Ready(response) = self.watching(answer).await else {
                 return Ok(Ending::Closed);
             };
+            // What went upstream holds its own share of the body; this one
+            // is not kept while the answer (a stream, perhaps) is written.
+            drop(body);
             let (parts, body) = response.into_parts();
             // A body of unknown length whose application set
             // `Content-Length` (an upstream's answer passed through) keeps
