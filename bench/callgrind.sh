@@ -6,7 +6,8 @@
 #   bench/callgrind.sh [CASE] [SECONDS] [BINARY]
 #
 # CASE: pt (pass-through), pts (pass-through stream), tr (translated OpenAI ->
-# Anthropic), trs (translated stream); default pt. SECONDS of load after a
+# Anthropic), trs (translated stream), apt (Anthropic's Messages passed
+# through to an Anthropic backend); default pt. SECONDS of load after a
 # warm-up (default 3). BINARY defaults to target/release/modelgate, which
 # must be built (with fast-upstream) first:
 #   cargo build --release -p gateway-http -p fast-upstream
@@ -23,12 +24,18 @@ binary=${3:-target/release/modelgate}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 
+path=/v1/chat/completions
+fields="" header=""
 case $case_name in
   pt) model=fast/gpt stream=false ;;
   pts) model=fast/gpt stream=true ;;
   tr) model=fastan/claude stream=false ;;
   trs) model=fastan/claude stream=true ;;
-  *) echo "unknown case $case_name (pt, pts, tr, trs)" >&2; exit 2 ;;
+  apt)
+    model=fastan/claude stream=false path=/v1/messages fields='"max_tokens":64,'
+    header='wrk.headers["anthropic-version"] = "2023-06-01"'
+    ;;
+  *) echo "unknown case $case_name (pt, pts, tr, trs, apt)" >&2; exit 2 ;;
 esac
 
 pids=()
@@ -78,8 +85,9 @@ if [ -n "${PROMPT_KIB:-}" ]; then
 fi
 cat >"$out/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = [==[{"model":"$model","messages":[{"role":"user","content":"Say something for the benchmark. $padding"}],"stream":$stream}]==]
+wrk.body = [==[{"model":"$model",$fields"messages":[{"role":"user","content":"Say something for the benchmark. $padding"}],"stream":$stream}]==]
 wrk.headers["Content-Type"] = "application/json"
+$header
 wrk.headers["Authorization"] = "Bearer bench"
 LUA
 
@@ -88,11 +96,12 @@ MODELGATE_LOG=error valgrind --tool=callgrind --callgrind-out-file="$out/callgri
 gateway_pid=$!
 pids+=($gateway_pid)
 gateway=$(after_marker "$out/gateway.log" "modelgate listening on http://")
-url="http://$gateway/v1/chat/completions"
+url="http://$gateway$path"
 
 wrk -t1 -c"${CONNS:-8}" -d2s -s "$out/post.lua" "$url" >/dev/null
 callgrind_control -z "$gateway_pid" >/dev/null
-requests=$(wrk -t1 -c"${CONNS:-8}" -d"${seconds}s" -s "$out/post.lua" "$url" | awk '/requests in/ {print $1}')
+wrk -t1 -c"${CONNS:-8}" -d"${seconds}s" -s "$out/post.lua" "$url" >"$out/wrk.log"
+requests=$(awk '/requests in/ {print $1}' "$out/wrk.log")
 callgrind_control -d "$gateway_pid" >/dev/null
 # The dump after zeroing holds the loaded interval only; sum its threads.
 # Only this run's gateway: an OUT used before holds other runs' dumps.
@@ -102,3 +111,8 @@ for file in "$out"/callgrind.out."$gateway_pid".1*; do
   total=$((total + ${ir:-0}))
 done
 echo "case=$case_name requests=$requests Ir=$total Ir/request=$((total / requests)) out=$out"
+# A count over answers that were errors measures the wrong path.
+if grep -q "Non-2xx" "$out/wrk.log"; then
+  grep "Non-2xx" "$out/wrk.log" >&2
+  exit 1
+fi

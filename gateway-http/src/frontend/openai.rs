@@ -77,64 +77,73 @@ pub(crate) fn serve<'a>(
         .map(|handled| shared::respond(handled, error_response))
 }
 
-async fn handle(
-    state: &AppState,
-    request_id: &RequestId,
+/// The request's way through the gateway. Not an `async fn`: an `async
+/// fn` keeps a copy of each argument beside the one it works on.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn's future keeps a copy of each argument beside the one it uses"
+)]
+fn handle<'a>(
+    state: &'a AppState,
+    request_id: &'a RequestId,
     key: Option<Arc<KeyPolicy>>,
-    body: &Bytes,
-    alarm: Option<&mut Alarm<'_>>,
-) -> Result<Response, GatewayError> {
-    let probed = probe(body)?;
-    let targets = state.gateway.plan(&probed.model)?;
-    let admission = state.gateway.admit(key, &probed.model, targets).await?;
-    let translated = if needs_translation(state, targets, DIALECT.name) {
-        let decoded = decode_request(body)?;
-        let mut request = decoded.request;
-        request.request_id = Some(request_id.as_str().to_owned());
-        Some((Box::new(request), decoded.include_usage))
-    } else {
-        None
-    };
-    let include_usage = translated.as_ref().is_some_and(|(_, include)| *include);
-    // A caller with a token budget is charged from real usage, so a stream
-    // that did not ask for usage asks for it upstream; the extra chunk is
-    // hidden from the caller again.
-    let hide_usage_chunk = admission.meter().is_some() && probed.stream && !probed.include_usage;
-    let exchange = Exchange {
-        state,
-        targets,
-        admission: &admission,
-        dialect: &DIALECT,
-        passthrough: |route: &Route| {
-            let mut body = probed.rewrite_model(body, &route.upstream_model);
-            if hide_usage_chunk {
-                body = with_usage_requested(&body.to_bytes())?.into();
-            }
-            Ok(PassthroughRequest {
-                operation: "chat/completions".into(),
-                body,
-                stream: probed.stream,
-                headers: axum::http::HeaderMap::new(),
-            })
-        },
-        translated: translated.map(|(request, _)| request),
-    };
-    let dispatched = exchange.run(alarm).await?;
-    // `created` is read from the clock only for a translated answer.
-    Ok(respond(
-        dispatched,
-        admission,
-        &DIALECT,
-        hide_usage_chunk,
-        |events| {
-            let mut encoder = ChunkEncoder::new(unix_now(), include_usage);
-            sse_response(events, move |event, out| match event {
-                Ok(event) => encoder.encode(&event, out),
-                Err(err) => encoder.encode_error(&err, out),
-            })
-        },
-        |response| encoded_json_response(encode_response(&response, unix_now()).to_json()),
-    ))
+    body: &'a Bytes,
+    alarm: Option<&'a mut Alarm<'_>>,
+) -> impl Future<Output = Result<Response, GatewayError>> + Send + 'a {
+    async move {
+        let probed = probe(body)?;
+        let targets = state.gateway.plan(&probed.model)?;
+        let admission = state.gateway.admit(key, &probed.model, targets).await?;
+        let translated = if needs_translation(state, targets, DIALECT.name) {
+            let decoded = decode_request(body)?;
+            let mut request = decoded.request;
+            request.request_id = Some(request_id.as_str().to_owned());
+            Some((Box::new(request), decoded.include_usage))
+        } else {
+            None
+        };
+        let include_usage = translated.as_ref().is_some_and(|(_, include)| *include);
+        // A caller with a token budget is charged from real usage, so a stream
+        // that did not ask for usage asks for it upstream; the extra chunk is
+        // hidden from the caller again.
+        let hide_usage_chunk =
+            admission.meter().is_some() && probed.stream && !probed.include_usage;
+        let exchange = Exchange {
+            state,
+            targets,
+            admission: &admission,
+            dialect: &DIALECT,
+            passthrough: |route: &Route| {
+                let mut body = probed.rewrite_model(body, &route.upstream_model);
+                if hide_usage_chunk {
+                    body = with_usage_requested(&body.to_bytes())?.into();
+                }
+                Ok(PassthroughRequest {
+                    operation: "chat/completions".into(),
+                    body,
+                    stream: probed.stream,
+                    headers: axum::http::HeaderMap::new(),
+                })
+            },
+            translated: translated.map(|(request, _)| request),
+        };
+        let dispatched = exchange.run(alarm).await?;
+        // `created` is read from the clock only for a translated answer.
+        Ok(respond(
+            dispatched,
+            admission,
+            &DIALECT,
+            hide_usage_chunk,
+            |events| {
+                let mut encoder = ChunkEncoder::new(unix_now(), include_usage);
+                sse_response(events, move |event, out| match event {
+                    Ok(event) => encoder.encode(&event, out),
+                    Err(err) => encoder.encode_error(&err, out),
+                })
+            },
+            |response| encoded_json_response(encode_response(&response, unix_now()).to_json()),
+        ))
+    }
 }
 
 /// `body` with `stream_options.include_usage` set.
