@@ -284,6 +284,18 @@ async fn tokens_and_allowlists_in_every_dialect() {
     ));
     insta::assert_snapshot!(seen.join("\n"));
 
+    // A refused request gets its id too: on the hot routes the connection
+    // writes it into the head, not the router.
+    for refused in [
+        rig.chat(None, chat("default")).await,
+        rig.messages(Some("bad-token-xyz"), message("default"))
+            .await,
+    ] {
+        assert_eq!(refused.status(), 401);
+        let id = refused.headers().get("x-request-id").expect("an id");
+        assert_eq!(id.len(), 32, "{id:?}");
+    }
+
     // The good token works in each dialect, for allowed names.
     let ok = rig.chat(Some("tok-alpha"), chat("up/gpt-test")).await;
     assert_eq!(ok.status(), 200);
