@@ -32,13 +32,41 @@ const MAX_DEPTH: usize = 100;
 /// Reads one JSON text from the front of a byte slice.
 pub struct Reader<'a> {
     bytes: &'a [u8],
+    /// The same bytes as text, when the caller has them as `str` already
+    /// (a stream's event data, checked when it was read): strings are
+    /// then sliced from it rather than checked for UTF-8 a second time.
+    text: Option<&'a str>,
     at: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, at: 0 }
+        Self {
+            bytes,
+            text: None,
+            at: 0,
+        }
+    }
+
+    /// A reader at the start of `text`: as [`Reader::new`], but the bytes
+    /// are known to be UTF-8, so the strings read are not checked again.
+    pub fn of_text(text: &'a str) -> Self {
+        Self {
+            bytes: text.as_bytes(),
+            text: Some(text),
+            at: 0,
+        }
+    }
+
+    /// The bytes in `range` as text: sliced from the text when there is
+    /// one (its ends are next to quotes, so on character boundaries),
+    /// checked otherwise.
+    fn utf8(&self, range: Range<usize>) -> Option<&'a str> {
+        match self.text {
+            Some(text) => text.get(range),
+            None => simdutf8::basic::from_utf8(self.bytes.get(range)?).ok(),
+        }
     }
 
     /// Whether only whitespace is left.
@@ -65,7 +93,7 @@ impl<'a> Reader<'a> {
         loop {
             self.skip_whitespace();
             let key = self.plain_bytes()?;
-            if !key.is_ascii() {
+            if self.text.is_none() && !key.is_ascii() {
                 std::str::from_utf8(key).ok()?;
             }
             self.skip_whitespace();
@@ -196,7 +224,9 @@ impl<'a> Reader<'a> {
     pub fn plain_str(&mut self) -> Option<(&'a str, Range<usize>)> {
         self.skip_whitespace();
         let start = self.at;
-        let text = simdutf8::basic::from_utf8(self.plain_bytes()?).ok()?;
+        self.plain_bytes()?;
+        // Inside the quotes.
+        let text = self.utf8(start + 1..self.at - 1)?;
         Some((text, start..self.at))
     }
 
@@ -209,9 +239,7 @@ impl<'a> Reader<'a> {
         self.skip_plain();
         if self.peek()? == b'"' {
             self.at += 1;
-            return simdutf8::basic::from_utf8(&self.bytes[start..self.at - 1])
-                .ok()
-                .map(Cow::Borrowed);
+            return self.utf8(start..self.at - 1).map(Cow::Borrowed);
         }
         let mut decoded = Vec::with_capacity(self.at - start + 16);
         decoded.extend_from_slice(&self.bytes[start..self.at]);
@@ -721,13 +749,14 @@ mod tests {
         ];
         for case in cases {
             let expected: String = serde_json::from_str(case).expect("valid");
-            let mut reader = Reader::new(case.as_bytes());
-            assert_eq!(
-                reader.string().as_deref(),
-                Some(expected.as_str()),
-                "{case}"
-            );
-            assert_eq!(reader.end(), Some(()));
+            for mut reader in [Reader::new(case.as_bytes()), Reader::of_text(case)] {
+                assert_eq!(
+                    reader.string().as_deref(),
+                    Some(expected.as_str()),
+                    "{case}"
+                );
+                assert_eq!(reader.end(), Some(()));
+            }
         }
         let refused: [&[u8]; 7] = [
             br#""\ud83d""#,
@@ -742,7 +771,41 @@ mod tests {
             let text = String::from_utf8_lossy(case);
             assert_eq!(Reader::new(case).string(), None, "{text}");
             assert!(serde_json::from_slice::<String>(case).is_err(), "{text}");
+            if let Ok(text) = std::str::from_utf8(case) {
+                assert_eq!(Reader::of_text(text).string(), None, "{text}");
+            }
         }
+    }
+
+    #[test]
+    fn a_reader_of_text_reads_what_a_reader_of_bytes_reads() {
+        let text = r#"{"type":"message_delta","ключ":"значение ✓","n":"a\nb","plain":"🚀 x"}"#;
+        let read = |mut reader: Reader<'_>| {
+            let mut seen = Vec::new();
+            reader
+                .object(|reader, key| {
+                    let key = String::from_utf8(key.to_vec()).ok()?;
+                    let value = if key == "plain" {
+                        let (value, at) = reader.plain_str()?;
+                        format!("{value} @ {at:?}")
+                    } else {
+                        reader.string()?.into_owned()
+                    };
+                    seen.push(format!("{key}={value}"));
+                    Some(())
+                })
+                .map(|()| seen)
+        };
+        let from_bytes = read(Reader::new(text.as_bytes()));
+        assert_eq!(read(Reader::of_text(text)), from_bytes);
+        let seen = from_bytes.expect("an object");
+        assert_eq!(seen[1], "ключ=значение ✓");
+        assert_eq!(seen[2], "n=a\nb");
+        let (value, at) = seen[3].split_once(" @ ").expect("a span");
+        assert_eq!(value, "plain=🚀 x");
+        let quoted = "\"🚀 x\"";
+        let start = text.rfind(quoted).expect("in the text");
+        assert_eq!(at, format!("{:?}", start..start + quoted.len()));
     }
 
     #[test]

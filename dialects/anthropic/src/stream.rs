@@ -86,7 +86,7 @@ struct WireError<'a> {
 /// event, and any event serde would read differently or refuse (a repeated
 /// field, a field of another type); serde then reads it.
 fn read_event(data: &str) -> Option<WireEvent<'_>> {
-    let mut reader = Reader::new(data.as_bytes());
+    let mut reader = Reader::of_text(data);
     let mut kind = None;
     let mut index = None;
     let mut content_block = None;
