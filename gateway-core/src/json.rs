@@ -60,8 +60,8 @@ impl<'a> Reader<'a> {
     }
 
     /// The bytes in `range` as text: sliced from the text when there is
-    /// one (its ends are next to quotes, so on character boundaries),
-    /// checked otherwise.
+    /// one (its ends are next to ASCII, a string's quotes or a number's
+    /// digits, so on character boundaries), checked otherwise.
     fn utf8(&self, range: Range<usize>) -> Option<&'a str> {
         match self.text {
             Some(text) => text.get(range),
@@ -212,7 +212,7 @@ impl<'a> Reader<'a> {
         self.skip_whitespace();
         let start = self.at;
         self.number()?;
-        let text = simdutf8::basic::from_utf8(&self.bytes[start..self.at]).ok()?;
+        let text = self.utf8(start..self.at)?;
         if text == "-0" {
             return None;
         }
