@@ -9,9 +9,10 @@
 //! mostly cross-core wake-ups whose cost takes one of two values, so its
 //! p50 can land in either and the mean says more), then at concurrency 1
 //! again with the proxy pinned to a core of its own and the client and
-//! upstream to another (see [`PROXY_CORE`]). Rounds are repeated and each
-//! figure is the median. A memory case holds many slow streams open
-//! through a fresh modelgate and reports RSS per open stream and idle RSS.
+//! upstream to another (see [`PROXY_CORE`]). Rounds are repeated, the
+//! proxies taking turns going first, and each figure is the median. A
+//! memory case holds many slow streams open through a fresh modelgate and
+//! reports RSS per open stream and idle RSS.
 //!
 //! `--smoke` is the CI version: debug binaries, a second per run, 100
 //! streams; it fails unless every run completed with no errors. Full runs
@@ -545,7 +546,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     for round in 0..options.rounds {
         eprintln!("xtask: bench round {}/{}", round + 1, options.rounds);
         for (index, case) in cases.iter().enumerate() {
-            let targets = [
+            let mut targets = [
                 (
                     "direct",
                     &upstream_addr,
@@ -568,6 +569,12 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                     Some(gateway_pid),
                 ),
             ];
+            // The proxies take turns going first, so that neither is always
+            // measured in the state the other leaves the machine in (its
+            // sockets closing, its core's caches and idle state).
+            if round % 2 == 1 {
+                targets.swap(1, 2);
+            }
             for (target, addr, path, body, pid) in targets {
                 let url = format!("http://{addr}{path}");
                 let before = pid.map(cpu_micros).unwrap_or(0);
