@@ -192,6 +192,7 @@ fn serve(explicit: &Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Resu
             config_source: loaded.source,
             workers: None,
             header_timeout: loaded.config.server.header_timeout(),
+            keepalive_requests: loaded.config.server.keepalive_requests(),
             shutdown_grace: loaded.config.server.shutdown_grace(),
         },
     )?;

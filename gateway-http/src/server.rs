@@ -13,7 +13,8 @@
 //! gateway's own HTTP/1.1 connection ([`crate::http1`]; HTTP/2 with prior
 //! knowledge goes on to hyper's): a client that never finishes a request's
 //! head (or a kept-alive connection that sends nothing) is dropped after
-//! `server.header_timeout_ms` instead of holding its connection forever.
+//! `server.header_timeout_ms` instead of holding its connection forever,
+//! and one connection carries at most `server.keepalive_requests`.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -45,6 +46,9 @@ pub struct ServeOptions {
     /// How long a client may take to send a request's head, and how long
     /// a kept-alive connection may stay silent.
     pub header_timeout: Duration,
+    /// How many requests a client connection may carry before it is
+    /// closed (at least 1).
+    pub keepalive_requests: u64,
     /// How long requests in flight may go on after a stop signal.
     pub shutdown_grace: Duration,
 }
@@ -73,6 +77,7 @@ pub fn serve(gateway: Arc<Gateway>, options: ServeOptions) -> anyhow::Result<()>
     let app = crate::app::router(gateway.clone());
     let settings = crate::http1::Settings {
         header_timeout: options.header_timeout,
+        keepalive_requests: options.keepalive_requests.max(1),
         body_limit: gateway.limits().max_body_bytes,
     };
     let threads = listeners

@@ -1,7 +1,8 @@
 //! The gateway's own HTTP/1.1 server, spoken to byte by byte through the
-//! binary: keep-alive and pipelining, HTTP/1.0, HEAD, chunked request
-//! bodies, `Expect: 100-continue`, refused heads (smuggling, garbage, too
-//! large), an over-limit body, and HTTP/2 with prior knowledge.
+//! binary: keep-alive and pipelining, how many requests a connection may
+//! carry, HTTP/1.0, HEAD, chunked request bodies, `Expect: 100-continue`,
+//! refused heads (smuggling, garbage, too large), an over-limit body, and
+//! HTTP/2 with prior knowledge.
 
 mod support;
 
@@ -116,6 +117,36 @@ async fn http_1_0_clients_get_closed_or_kept_alive_as_they_ask() {
     .await;
     // The second request closes the connection: the third is never read.
     insta::assert_snapshot!(answers);
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_after_keepalive_requests_answers() {
+    let config = CONFIG.replace(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nkeepalive_requests = 2\n",
+    );
+    let gateway = support::Modelgate::start(&config).await;
+    let body = chat("two");
+    let request = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\n\r\n\
+         POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}\
+         GET /health HTTP/1.1\r\nhost: x\r\n\r\n",
+        body.len()
+    );
+    let answers = exchange(&gateway, request.as_bytes()).await;
+    // The second answer says it is the last; the third request is never
+    // read.
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
+    assert_eq!(replies(&answers), ["two"], "{answers}");
+    insta::assert_snapshot!(mask_completions(&answers));
+    // A new connection gets its own allowance.
+    let again = exchange(
+        &gateway,
+        b"GET /health HTTP/1.1\r\nhost: x\r\n\r\nGET /health HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(again.matches("HTTP/1.1 200 OK").count(), 2, "{again}");
+    assert_eq!(again.matches("connection: close").count(), 1, "{again}");
 }
 
 #[tokio::test]

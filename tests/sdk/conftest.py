@@ -142,6 +142,35 @@ max_retry_after_ms = 1000
     yield from _serve(config)
 
 
+@pytest.fixture(scope="session")
+def recycling_gateway(upstream, tmp_path_factory):
+    """A gateway whose client connections carry two requests each."""
+    config = tmp_path_factory.mktemp("recycling") / "modelgate.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:0"
+keepalive_requests = 2
+
+[[backends]]
+id = "mock"
+dialect = "mock"
+models = [{{ id = "echo" }}]
+
+[[backends]]
+id = "up"
+dialect = "openai"
+endpoint = "{upstream.base}/v1"
+credential = {{ inline = "{UPSTREAM_SECRET}" }}
+models = [{{ id = "gpt-test", upstream = "gpt-test-upstream" }}]
+
+[aliases]
+default = "mock/echo"
+"""
+    )
+    yield from _serve(config)
+
+
 def _serve(config, **extra_env):
     """Runs modelgate on `config` until the fixture ends; checks it stops
     cleanly on SIGTERM."""

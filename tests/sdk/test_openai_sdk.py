@@ -175,3 +175,27 @@ def test_project_prefix(gateway):
     client = openai.OpenAI(base_url=f"{gateway}/api/team-a/v1", api_key=CLIENT_TOKEN, max_retries=0)
     completion = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}])
     assert completion.choices[0].message.content == "hi"
+
+
+def test_one_client_goes_on_across_connections_the_gateway_closes(recycling_gateway):
+    # Each connection carries two requests (`keepalive_requests = 2`): the
+    # second answer on it says `connection: close`, and the SDK's pool
+    # opens a new connection for the next request without an error.
+    client = openai.OpenAI(base_url=f"{recycling_gateway}/v1", api_key=CLIENT_TOKEN, max_retries=0)
+    said = []
+    for turn in range(6):
+        through_upstream = turn % 3 == 0
+        streamed = turn % 2 == 1
+        raw = client.chat.completions.with_raw_response.create(
+            model="up/gpt-test" if through_upstream else "mock/echo",
+            messages=[{"role": "user", "content": f"turn {turn}"}],
+            stream=streamed,
+        )
+        said.append(raw.headers.get("connection"))
+        answer = raw.parse()
+        if streamed:
+            text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+        else:
+            text = answer.choices[0].message.content
+        assert text == (f"echo: turn {turn}" if through_upstream else f"turn {turn}")
+    assert said == [None, "close"] * 3

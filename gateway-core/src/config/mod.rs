@@ -89,6 +89,14 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub header_timeout_ms: Option<u64>,
+    /// How many requests one client connection (HTTP/1.1) may carry; the
+    /// answer to the last says `Connection: close` and the client opens a
+    /// new connection, which may land on another worker thread or, behind
+    /// a load balancer, another gateway (default 1000, as nginx's
+    /// `keepalive_requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keepalive_requests: Option<u64>,
     /// On SIGTERM or SIGINT, how long requests in flight (open streams
     /// included) may go on before they are cut, in ms (default 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +107,11 @@ impl ServerConfig {
     /// [`ServerConfig::header_timeout_ms`], or its default.
     pub fn header_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.header_timeout_ms.unwrap_or(30_000))
+    }
+
+    /// [`ServerConfig::keepalive_requests`], or its default.
+    pub fn keepalive_requests(&self) -> u64 {
+        self.keepalive_requests.unwrap_or(1000)
     }
 
     /// [`ServerConfig::shutdown_grace_ms`], or its default.
@@ -113,6 +126,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             allow_unauthenticated: false,
             header_timeout_ms: None,
+            keepalive_requests: None,
             shutdown_grace_ms: None,
         }
     }

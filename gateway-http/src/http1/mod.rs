@@ -16,9 +16,11 @@
 //! channel and its connection state machine.
 //!
 //! What it does, as hyper did: keep-alive (HTTP/1.1 by default, HTTP/1.0
-//! when asked), pipelined requests (answered in order), `Expect:
-//! 100-continue`, chunked request bodies, `Content-Length` or chunked
-//! answers (close-delimited for HTTP/1.0 clients), `Date`; a request
+//! when asked; for at most `server.keepalive_requests` requests, as
+//! nginx's `keepalive_requests`), pipelined requests (answered in
+//! order), `Expect: 100-continue`, chunked request bodies,
+//! `Content-Length` or chunked answers (close-delimited for HTTP/1.0
+//! clients), `Date`; a request
 //! whose head does not arrive within `server.header_timeout_ms` (or a
 //! kept-alive connection silent that long) is closed; a client that goes
 //! away while its request is handled or its answer streamed cancels both,
@@ -66,6 +68,9 @@ pub(crate) struct Settings {
     /// How long a client may take to send a request's head, and how long
     /// a kept-alive connection may stay silent.
     pub(crate) header_timeout: Duration,
+    /// How many requests one connection may carry: the answer to the
+    /// last says `Connection: close` (at least 1).
+    pub(crate) keepalive_requests: u64,
     /// The largest request body handlers accept (`limits.max_body_bytes`).
     pub(crate) body_limit: u64,
 }
@@ -126,6 +131,8 @@ impl Connection {
         stopping: watch::Receiver<bool>,
     ) -> io::Result<Ending> {
         let mut first = true;
+        // Requests this connection may still carry after the one read next.
+        let mut left = settings.keepalive_requests.saturating_sub(1);
         // One timer for the connection's life, for its head and body
         // deadlines and lent to each request for its first-byte deadlines;
         // moved lazily (see `Alarm`). Registering a new timer on every
@@ -214,8 +221,12 @@ impl Connection {
                     .and_then(|value| value.to_str().ok()?.parse().ok())
             });
             let outgoing = Outgoing::choose(&method, version, parts.status, length);
-            let keep_alive =
-                keep_alive && whole && outgoing != Outgoing::UntilClose && !*stopping.borrow();
+            let keep_alive = keep_alive
+                && whole
+                && left > 0
+                && outgoing != Outgoing::UntilClose
+                && !*stopping.borrow();
+            left = left.saturating_sub(1);
             let id_header = crate::request_id::HEADER;
             let extra = request_id.as_ref().map(|id| (&id_header, id.as_bytes()));
             let head = response::encode_head(&parts, extra, outgoing, keep_alive, version);
