@@ -16,6 +16,7 @@
 #   cargo build --release -p gateway-http -p fast-upstream
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds=${1:-9}
 seconds=${2:-3}
 dir=$(mktemp -d)
@@ -26,26 +27,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Waits until FILE has a line with "listening on http://" and prints the
-# address after it.
-address_in() {
-  for _ in $(seq 600); do
-    if grep -q 'listening on http://' "$1" 2>/dev/null; then
-      grep -o 'listening on http://[^ ]*' "$1" | head -1 | sed 's|listening on http://||'
-      return
-    fi
-    sleep 0.1
-  done
-  echo "no address in $1" >&2; cat "$1" >&2; exit 1
-}
-
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 target/release/fast-upstream serve --chunks 20 >"$dir/upstream.log" 2>&1 &
 pids+=($!)
-upstream=$(address_in "$dir/upstream.log")
+upstream=$(after_marker "$dir/upstream.log" "listening on http://")
 
 # NAME EXTRA: an nginx as the bench runs it, with EXTRA directives in its
 # `http` and `upstream` blocks; its address goes into `started`.
@@ -90,7 +78,7 @@ default = "fast/gpt"
 TOML
   MODELGATE_LOG=error target/release/modelgate --config "$dir/$name.toml" >"$dir/$name.log" 2>&1 &
   pids+=($!)
-  started=$(address_in "$dir/$name.log")
+  started=$(after_marker "$dir/$name.log" "listening on http://")
 }
 
 declare -A url script

@@ -18,6 +18,7 @@
 # Leaves callgrind.out.* in $OUT (default a temp dir) for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 case_name=${1:-pt}
 seconds=${2:-3}
 binary=${3:-target/release/modelgate}
@@ -41,19 +42,6 @@ esac
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
-
-# Waits until FILE has a line with MARKER and prints what follows it.
-after_marker() {
-  local file=$1 marker=$2
-  for _ in $(seq 600); do
-    if grep -q "$marker" "$file" 2>/dev/null; then
-      grep -o "$marker[^ ]*" "$file" | head -1 | sed "s|$marker||"
-      return
-    fi
-    sleep 0.1
-  done
-  echo "no '$marker' in $file" >&2; cat "$file" >&2; exit 1
-}
 
 target/release/fast-upstream serve --chunks 20 >"$out/upstream.log" 2>&1 &
 pids+=($!)

@@ -60,11 +60,10 @@ def upstream():
     proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def gateway(upstream, tmp_path_factory):
-    config = tmp_path_factory.mktemp("config") / "modelgate.toml"
-    config.write_text(
-        f"""
+def _main_config(upstream):
+    """The config of the `gateway` fixture: every dialect, the mock
+    upstream behind each, the process plugin."""
+    return f"""
 [server]
 listen = "127.0.0.1:0"
 
@@ -138,36 +137,24 @@ backoff_base_ms = 1
 backoff_max_ms = 5
 max_retry_after_ms = 1000
 """
-    )
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream, tmp_path_factory):
+    config = tmp_path_factory.mktemp("config") / "modelgate.toml"
+    config.write_text(_main_config(upstream))
     yield from _serve(config)
 
 
 @pytest.fixture(scope="session")
 def recycling_gateway(upstream, tmp_path_factory):
-    """A gateway whose client connections carry two requests each."""
+    """The `gateway` fixture's config, with client connections that carry
+    two requests each."""
+    server = '[server]\nlisten = "127.0.0.1:0"\n'
+    text = _main_config(upstream)
+    assert server in text
     config = tmp_path_factory.mktemp("recycling") / "modelgate.toml"
-    config.write_text(
-        f"""
-[server]
-listen = "127.0.0.1:0"
-keepalive_requests = 2
-
-[[backends]]
-id = "mock"
-dialect = "mock"
-models = [{{ id = "echo" }}]
-
-[[backends]]
-id = "up"
-dialect = "openai"
-endpoint = "{upstream.base}/v1"
-credential = {{ inline = "{UPSTREAM_SECRET}" }}
-models = [{{ id = "gpt-test", upstream = "gpt-test-upstream" }}]
-
-[aliases]
-default = "mock/echo"
-"""
-    )
+    config.write_text(text.replace(server, server + "keepalive_requests = 2\n", 1))
     yield from _serve(config)
 
 
